@@ -116,7 +116,7 @@ Result<Process> Process::Spawn(const SpawnOptions& options) {
   };
   auto in = make_pipe(options.stdin_fd >= 0 ? Stdio::kNull : options.stdin_mode);
   auto out = make_pipe(options.stdout_fd >= 0 ? Stdio::kNull : options.stdout_mode);
-  auto err = make_pipe(options.stderr_mode);
+  auto err = make_pipe(options.stderr_fd >= 0 ? Stdio::kNull : options.stderr_mode);
   if (!in || !out || !err) return MakeError(ErrorKind::kInternal, "pipe failed");
   UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
 
@@ -140,7 +140,7 @@ Result<Process> Process::Spawn(const SpawnOptions& options) {
   };
   int fd0 = choose(options.stdin_mode, in->first, 0, options.stdin_fd);
   int fd1 = choose(options.stdout_mode, out->second, 1, options.stdout_fd);
-  int fd2 = choose(options.stderr_mode, err->second, 2, -1);
+  int fd2 = choose(options.stderr_mode, err->second, 2, options.stderr_fd);
 
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError("fork");
@@ -163,7 +163,7 @@ Result<Process> Process::Spawn(const SpawnOptions& options) {
   process.pid_ = pid;
   if (options.stdin_mode == Stdio::kPipe && options.stdin_fd < 0) process.stdin_ = std::move(in->second);
   if (options.stdout_mode == Stdio::kPipe && options.stdout_fd < 0) process.stdout_ = std::move(out->first);
-  if (options.stderr_mode == Stdio::kPipe) process.stderr_ = std::move(err->first);
+  if (options.stderr_mode == Stdio::kPipe && options.stderr_fd < 0) process.stderr_ = std::move(err->first);
   return process;
 }
 

@@ -68,6 +68,8 @@ struct SpawnOptions {
   int stdin_fd = -1;
   // When valid, used as the child's fd 1 (and stdout_mode is ignored).
   int stdout_fd = -1;
+  // When valid, used as the child's fd 2 (and stderr_mode is ignored).
+  int stderr_fd = -1;
   std::string cwd;
 };
 

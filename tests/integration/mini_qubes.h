@@ -1,0 +1,96 @@
+// MiniQubes: a small Qubes made of our real binaries on the socket transport,
+// in a temporary directory, without root. Used by the integration tests and
+// by the latency benchmark.
+//
+// It starts, for every running domain, a qrexec-agent (VCHAN_DOMAIN = its id)
+// and a qrexec-daemon in "dom0" (VCHAN_DOMAIN = 0); one qrexec-policy-daemon;
+// and a fake qubesd on a Unix socket that serves internal.GetSystemInfo,
+// admin.vm.Start, admin.vm.CreateDisposable and admin.vm.Kill (starting and
+// stopping agent+daemon pairs), so autostart and disposables work too.
+//
+// Layout under root():
+//   vchan/                     VCHAN_SOCKET_DIR
+//   run/                       daemon sockets, policy.sock, qubesd.sock
+//   policy/                    policy directory (SetPolicy writes 30-test.policy)
+//   dom0/rpc, dom0/rpc-config  dom0 services (run by the daemons)
+//   <name>/rpc, <name>/rpc-config, <name>/agent.sock   per domain
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+
+namespace qrexec::harness {
+
+struct DomainSpec {
+  std::string name;
+  int domid = 0;
+  std::string type = "AppVM";  // AppVM, TemplateVM, DispVM, StandaloneVM
+  bool running = true;
+  std::vector<std::string> tags;
+  std::string default_dispvm;  // empty = null
+  bool template_for_dispvms = false;
+};
+
+class MiniQubes {
+ public:
+  MiniQubes(std::vector<DomainSpec> domains, std::string policy);
+  ~MiniQubes();
+
+  // Starts the policy daemon, the fake qubesd, and every running domain.
+  // Returns false (with a message in error()) if something did not come up.
+  bool Start();
+  const std::string& error() const { return error_; }
+
+  const std::string& root() const { return dir_.path(); }
+  std::string ServiceDir(const std::string& domain) const;  // "dom0" for dom0 services
+  std::string ConfigDir(const std::string& domain) const;
+  void SetPolicy(const std::string& policy_text);
+
+  // Spawn options for qrexec-client-vm run inside `source`.
+  SpawnOptions ClientVm(const std::string& source, std::vector<std::string> args) const;
+  // Spawn options for qrexec-client in dom0.
+  SpawnOptions Client(std::vector<std::string> args) const;
+
+  bool IsRunning(const std::string& name);
+  // Disposables created so far (names), and how many are still running.
+  std::vector<std::string> CreatedDisposables();
+  int RunningDisposables();
+  // Logs of the daemons and the policy daemon (for failure messages).
+  std::string Logs() const;
+
+ private:
+  struct Domain {
+    DomainSpec spec;
+    std::string uuid;
+    std::unique_ptr<Process> agent;
+    std::unique_ptr<Process> daemon;
+  };
+
+  bool StartDomain(Domain& domain);
+  void StopDomain(Domain& domain);
+  std::string SystemInfoJson();
+  void ServeQubesd();
+  std::string HandleQubesd(const std::string& request);
+  std::map<std::string, std::string> BaseEnv(int domid) const;
+
+  TempDir dir_;
+  std::string policy_;
+  std::string error_;
+  std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
+  std::map<std::string, Domain> domains_;
+  std::vector<std::string> disposables_;
+  int next_domid_ = 100;
+  int next_disp_ = 1;
+  std::unique_ptr<Process> policy_daemon_;
+  UniqueFd qubesd_listener_;
+  UniqueFd qubesd_stop_;  // write end of a pipe that stops the thread
+  std::thread qubesd_thread_;
+};
+
+}  // namespace qrexec::harness
