@@ -16,7 +16,17 @@
 //    qrexec-host ($QREXEC_BROKER_SOCKET); the host pairs a server request with
 //    the matching client request and passes each side one end of a
 //    socketpair (SCM_RIGHTS). Identity comes from the socket the request
-//    arrived on. Wire format in docs/broker-protocol.md.
+//    arrived on. Wire format in docs/broker-protocol.md and broker_wire.h.
+//
+// Every channel fd handed back is a connected SOCK_STREAM socket, CLOEXEC,
+// in blocking mode (callers switch it to non-blocking as they need), owned by
+// the caller. Errors: kRefused for a channel to the own domain (checked
+// locally in both backends, like Xen's vchan), kTimedOut when the deadline
+// passes, kOverloaded when the channel is already offered (socket: a live
+// listener on the file; broker: EADDRINUSE/EAGAIN), kNotFound (broker:
+// ENOENT), kDisconnected (broker went away), kMalformed (broker broke its
+// protocol), kInternal for OS failures. Calls are blocking and not
+// thread-safe; one Transport per process is enough.
 #pragma once
 
 #include <memory>
@@ -36,7 +46,11 @@ class PendingServer {
   // Becomes readable when the peer has joined (or the offer failed).
   virtual int fd() const = 0;
   // Completes the channel; call once fd() is readable (or to block until the
-  // deadline). kTimedOut when the deadline passes first.
+  // deadline). kTimedOut when the deadline passes first; the offer then
+  // stays pending and Finish may be called again. Any other result (the
+  // channel or another error) ends the offer: call Finish at most once more.
+  // Destroying a PendingServer withdraws the offer (socket: the listener is
+  // closed and its file unlinked; broker: the request connection is closed).
   virtual Result<UniqueFd> Finish(const sys::Deadline& deadline) = 0;
 };
 
@@ -51,7 +65,9 @@ class Transport {
   // Offer + Finish: blocks until the peer joins or the deadline passes.
   Result<UniqueFd> Serve(int remote_domain, int port, const sys::Deadline& deadline);
   // Joins the channel that `remote_domain` offers (or will offer) on `port`;
-  // blocks until it exists and is joined, or the deadline passes.
+  // blocks until it exists and is joined, or the deadline passes. Socket
+  // backend: retries every 10 ms while the file is missing (ENOENT) or
+  // nobody listens (ECONNREFUSED).
   virtual Result<UniqueFd> Connect(int remote_domain, int port, const sys::Deadline& deadline) = 0;
 };
 
@@ -62,7 +78,8 @@ std::unique_ptr<Transport> MakeBrokerTransport(std::string broker_socket, int ow
 
 // Picks the backend from the environment: $QREXEC_BROKER_SOCKET set -> broker;
 // otherwise socket in $VCHAN_SOCKET_DIR (default /var/run/vchan). The own
-// domain id comes from $VCHAN_DOMAIN (default 0).
+// domain id comes from $VCHAN_DOMAIN (default 0; kMalformed if it is not a
+// non-negative decimal number).
 Result<std::unique_ptr<Transport>> MakeTransportFromEnv();
 
 }  // namespace qrexec::vchan
