@@ -1,0 +1,62 @@
+// Loading a policy set from directories (policy-language.md §1).
+//
+//   auto policy = policy::LoadPolicy({});                 // the system defaults
+//   auto policy = policy::LoadPolicy({.dirs = {"/tmp/p"}});
+//   if (!policy) deny, with policy.error().message
+//
+// Error kinds, which decide whether the refusal is notified (the reference's
+// AccessDenied vs everything else):
+//   kRefused   - "invalid filename: P", "failed to load P file: ..."
+//                (AccessDenied in the reference: notify the user)
+//   kMalformed - syntax errors "<file>:<line>: <message>", include problems
+//                ("not a file: P", "not a directory: P"), include cycles, text
+//                that is not UTF-8 (no notification)
+// A Policy is immutable once built; share it freely between evaluations.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "policy/policy.h"
+
+namespace qrexec::policy {
+
+inline constexpr const char* kPolicyPath = "/etc/qubes/policy.d";
+inline constexpr const char* kRuntimePolicyPath = "/run/qubes/policy.d";
+inline constexpr const char* kLegacyPolicyPath = "/etc/qubes-rpc/policy";
+inline constexpr const char* kPolicySuffix = ".policy";
+
+// Include nesting deeper than this is refused (the reference recurses until
+// Python's RecursionError); a file that is already being loaded is refused at
+// once as an include cycle.
+inline constexpr int kMaxIncludeDepth = 32;
+
+struct LoadOptions {
+  // Policy directories in priority order; empty means the defaults
+  // {kRuntimePolicyPath, kPolicyPath}. A file in an earlier directory hides
+  // the same-named file of a later one.
+  std::vector<std::string> dirs;
+  // The R4.0 per-service directory read by !compat-4.0. A missing directory
+  // counts as empty (logged); the reference would crash instead.
+  std::string legacy_dir = kLegacyPolicyPath;
+};
+
+// Reads, validates and parses the whole policy set. Rules are numbered in
+// priority order (Rule position == priority).
+Result<Policy> LoadPolicy(const LoadOptions& options);
+
+// Parses one new-format policy text held in memory, as if it were the only
+// file (fuzzing, tests). `file_name` appears in locations and messages;
+// `base_dir` resolves relative !include paths (the includes are real files).
+Result<Policy> ParsePolicyText(std::string_view text, std::string_view file_name,
+                               const LoadOptions& options = {},
+                               std::string_view base_dir = ".");
+
+// The file-name rule of §1.2: [0-9a-z_.-]+ (applied to the names that pass
+// the .policy/dotfile filter).
+bool IsValidPolicyFileName(std::string_view name);
+
+}  // namespace qrexec::policy
