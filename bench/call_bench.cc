@@ -1,0 +1,284 @@
+// Call latency, throughput and concurrency of whole qrexec calls through our
+// real binaries (MiniQubes on the socket transport), each measured beside
+// its baseline in the same run. Usage: call_bench --json FILE [--quick]
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "bench_util.h"
+#include "mini_qubes.h"
+
+extern char** environ;
+
+namespace qrexec::bench {
+namespace {
+
+using harness::DomainSpec;
+using harness::MiniQubes;
+using harness::SpawnOptions;
+
+struct Options {
+  std::string json = "bench/results.call.json";
+  int calls = 2000;
+  long long stream_bytes = 4LL << 30;
+  int concurrent_calls = 1000;
+  int mesh_domains = 100;
+};
+
+std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : extra) env[k] = v;
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+struct Command {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+};
+
+Command ToCommand(const SpawnOptions& options) { return {options.argv, MergedEnv(options.env)}; }
+
+std::string ShellQuote(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& word : argv) out += "'" + word + "' ";
+  return out;
+}
+
+std::vector<double> TimeSequential(const Command& command, int count, int* failures) {
+  std::vector<double> ms;
+  ms.reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    auto start = Clock::now();
+    if (SpawnAndWait(command.argv, command.env) != 0) ++*failures;
+    ms.push_back(MsSince(start));
+  }
+  return ms;
+}
+
+void AddLatency(Report& report, const std::string& prefix, const std::vector<double>& ms) {
+  report.Add(prefix + ".p50", Percentile(ms, 50), "ms");
+  report.Add(prefix + ".p90", Percentile(ms, 90), "ms");
+  report.Add(prefix + ".p99", Percentile(ms, 99), "ms");
+}
+
+void BenchLatency(Report& report, MiniQubes& qubes, const Options& options) {
+  fmt::print("\nCall latency ({} sequential calls of a service that exits at once)\n", options.calls);
+  int failures = 0;
+  auto floor = TimeSequential({{"/bin/true"}, MergedEnv({})}, options.calls, &failures);
+  AddLatency(report, "latency.floor.spawn", floor);
+  int call_failures = 0;
+  auto calls = TimeSequential(ToCommand(qubes.ClientVm("work", {"vault", "bench.True"})), options.calls,
+                              &call_failures);
+  AddLatency(report, "latency.vm_to_vm.socket", calls);
+  double total_s = 0;
+  for (double v : calls) total_s += v / 1000;
+  report.Add("latency.vm_to_vm.socket.calls_per_s", calls.size() / total_s, "1/s");
+  report.Add("latency.vm_to_vm.socket.failures", call_failures, "count");
+  double ratio = Percentile(calls, 50) / Percentile(floor, 50);
+  report.Note(fmt::format("vm_to_vm p50 / spawn floor p50 = {:.2f}x (goal: p50 < 1 ms and <= 3x)", ratio));
+}
+
+// Runs a shell pipeline and returns MB/s for `bytes` moved.
+double PipelineMBps(const std::string& pipeline, long long bytes, const std::vector<std::string>& env) {
+  auto start = Clock::now();
+  int status = SpawnAndWait({"/bin/bash", "-c", "set -o pipefail; " + pipeline}, env);
+  double seconds = MsSince(start) / 1000;
+  if (status != 0) fmt::print("  (pipeline failed with {}: {})\n", status, pipeline);
+  return static_cast<double>(bytes) / 1e6 / seconds;
+}
+
+double SocketpairMBps(long long bytes) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) return 0;
+  auto start = Clock::now();
+  pid_t reader = fork();
+  if (reader == 0) {
+    close(fds[0]);
+    static char buf[65536];
+    while (read(fds[1], buf, sizeof buf) > 0) {
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  static char chunk[65536];
+  long long left = bytes;
+  while (left > 0) {
+    ssize_t n = write(fds[0], chunk, static_cast<size_t>(std::min<long long>(left, sizeof chunk)));
+    if (n <= 0) break;
+    left -= n;
+  }
+  close(fds[0]);
+  waitpid(reader, nullptr, 0);
+  return static_cast<double>(bytes) / 1e6 / (MsSince(start) / 1000);
+}
+
+void BenchThroughput(Report& report, MiniQubes& qubes, const Options& options) {
+  long long n = options.stream_bytes;
+  fmt::print("\nThroughput ({} bytes per stream)\n", n);
+  auto env = MergedEnv({});
+  std::string producer = fmt::format("head -c {} /dev/zero", n);
+  double pipe = PipelineMBps(producer + " | cat > /dev/null", n, env);
+  report.Add("throughput.pipe", pipe, "MB/s");
+  report.Add("throughput.socketpair", SocketpairMBps(n), "MB/s");
+  auto to_service = qubes.ClientVm("work", {"vault", "bench.Sink"});
+  double up = PipelineMBps(producer + " | " + ShellQuote(to_service.argv), n, MergedEnv(to_service.env));
+  report.Add("throughput.caller_to_service", up, "MB/s");
+  auto from_service = qubes.ClientVm("work", {"vault", fmt::format("bench.Source+{}", n)});
+  double down = PipelineMBps(ShellQuote(from_service.argv) + " | cat > /dev/null", n,
+                             MergedEnv(from_service.env));
+  report.Add("throughput.service_to_caller", down, "MB/s");
+  report.Note(fmt::format("caller->service = {:.0f}% of the pipe, service->caller = {:.0f}% (goal >= 50%)",
+                          100 * up / pipe, 100 * down / pipe));
+}
+
+struct Dom0Usage {
+  long rss_kib = 0;
+  int fds = 0;
+};
+
+Dom0Usage MeasureDom0(MiniQubes& qubes) {
+  Dom0Usage usage;
+  for (pid_t pid : qubes.Dom0Pids()) {
+    usage.rss_kib += RssKiB(pid);
+    usage.fds += OpenFds(pid);
+  }
+  return usage;
+}
+
+// Starts every command at once; returns per-call durations and failures.
+std::vector<double> RunAllAtOnce(const std::vector<Command>& commands, int* failures, Dom0Usage* peak,
+                                 MiniQubes& qubes) {
+  std::map<pid_t, Clock::time_point> started;
+  for (const auto& command : commands) {
+    pid_t pid = SpawnDetached(command.argv, command.env);
+    if (pid > 0) started[pid] = Clock::now();
+    else ++*failures;
+  }
+  std::vector<double> ms;
+  while (!started.empty()) {
+    auto now = MeasureDom0(qubes);
+    peak->rss_kib = std::max(peak->rss_kib, now.rss_kib);
+    peak->fds = std::max(peak->fds, now.fds);
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    auto it = started.find(pid);
+    if (it == started.end()) continue;
+    ms.push_back(MsSince(it->second));
+    if (DecodeStatus(status) != 0) ++*failures;
+    started.erase(it);
+  }
+  return ms;
+}
+
+void BenchConcurrency(Report& report, const Options& options) {
+  fmt::print("\nConcurrency ({} calls at once from one domain to 10 targets)\n", options.concurrent_calls);
+  std::vector<DomainSpec> domains = {{.name = "work", .domid = 1}};
+  for (int i = 0; i < 10; ++i) domains.push_back({.name = fmt::format("t{}", i), .domid = 10 + i});
+  MiniQubes qubes(domains, "bench.True * @anyvm @anyvm allow\n");
+  for (int i = 0; i < 10; ++i)
+    (void)::symlink("/bin/true", (qubes.ServiceDir(fmt::format("t{}", i)) + "/bench.True").c_str());
+  if (!qubes.Start()) {
+    fmt::print("  cannot start: {}\n", qubes.error());
+    return;
+  }
+  auto idle = MeasureDom0(qubes);
+  std::vector<Command> commands;
+  for (int i = 0; i < options.concurrent_calls; ++i)
+    commands.push_back(ToCommand(qubes.ClientVm("work", {fmt::format("t{}", i % 10), "bench.True"})));
+  int failures = 0;
+  Dom0Usage peak = idle;
+  auto ms = RunAllAtOnce(commands, &failures, &peak, qubes);
+  usleep(500 * 1000);
+  auto after = MeasureDom0(qubes);
+  report.Add("concurrency.one_domain.failures", failures, "count");
+  report.Add("concurrency.one_domain.max_ms", ms.empty() ? 0 : Percentile(ms, 100), "ms");
+  report.Add("concurrency.one_domain.p50_ms", Percentile(ms, 50), "ms");
+  report.Add("concurrency.dom0.rss_idle", idle.rss_kib / 1024.0, "MiB");
+  report.Add("concurrency.dom0.rss_peak", peak.rss_kib / 1024.0, "MiB");
+  report.Add("concurrency.dom0.rss_after", after.rss_kib / 1024.0, "MiB");
+  report.Add("concurrency.dom0.fds_idle", idle.fds, "count");
+  report.Add("concurrency.dom0.fds_peak", peak.fds, "count");
+  report.Add("concurrency.dom0.fds_after", after.fds, "count");
+}
+
+void BenchMesh(Report& report, const Options& options) {
+  int n = options.mesh_domains;
+  fmt::print("\nConcurrency ({} domains each calling the next one, all at once)\n", n);
+  std::vector<DomainSpec> domains;
+  for (int i = 0; i < n; ++i) domains.push_back({.name = fmt::format("m{}", i), .domid = 1 + i});
+  MiniQubes qubes(domains, "bench.True * @anyvm @anyvm allow\n");
+  for (int i = 0; i < n; ++i)
+    (void)::symlink("/bin/true", (qubes.ServiceDir(fmt::format("m{}", i)) + "/bench.True").c_str());
+  if (!qubes.Start()) {
+    fmt::print("  cannot start: {}\n", qubes.error());
+    return;
+  }
+  std::vector<Command> commands;
+  for (int i = 0; i < n; ++i)
+    commands.push_back(ToCommand(qubes.ClientVm(fmt::format("m{}", i), {fmt::format("m{}", (i + 1) % n), "bench.True"})));
+  int failures = 0;
+  Dom0Usage peak;
+  auto ms = RunAllAtOnce(commands, &failures, &peak, qubes);
+  report.Add("concurrency.mesh.failures", failures, "count");
+  report.Add("concurrency.mesh.max_ms", ms.empty() ? 0 : Percentile(ms, 100), "ms");
+}
+
+Options ParseOptions(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--json" && i + 1 < argc) options.json = argv[++i];
+    if (arg == "--quick") {
+      options.calls = 200;
+      options.stream_bytes = 256LL << 20;
+      options.concurrent_calls = 100;
+      options.mesh_domains = 20;
+    }
+  }
+  return options;
+}
+
+int Main(int argc, char** argv) {
+  Options options = ParseOptions(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  Report report;
+  {
+    MiniQubes qubes({{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}},
+                    "bench.True * work vault allow\nbench.Sink * work vault allow\n"
+                    "bench.Source * work vault allow\n");
+    (void)::symlink("/bin/true", (qubes.ServiceDir("vault") + "/bench.True").c_str());
+    harness::WriteScript(qubes.ServiceDir("vault") + "/bench.Sink", "exec cat > /dev/null\n");
+    harness::WriteScript(qubes.ServiceDir("vault") + "/bench.Source", "exec head -c \"$1\" /dev/zero\n");
+    if (!qubes.Start()) {
+      fmt::print(stderr, "cannot start MiniQubes: {}\n", qubes.error());
+      return 1;
+    }
+    BenchLatency(report, qubes, options);
+    BenchThroughput(report, qubes, options);
+  }
+  BenchConcurrency(report, options);
+  BenchMesh(report, options);
+  report.Finish(options.json);
+  return 0;
+}
+
+}  // namespace
+}  // namespace qrexec::bench
+
+int main(int argc, char** argv) { return qrexec::bench::Main(argc, argv); }
