@@ -154,6 +154,7 @@ bool MiniQubes::StartDomain(Domain& domain) {
   auto daemon_env = BaseEnv(0);
   daemon_env["QREXEC_SERVICE_PATH"] = ServiceDir("dom0");
   daemon_env["QUBES_RPC_CONFIG_PATH"] = ConfigDir("dom0");
+  for (const auto& [key, value] : daemon_env_) daemon_env[key] = value;
   UniqueFd daemon_log = OpenLog(dir_ / ("logs/daemon." + name + ".log"));
   auto daemon = Process::Spawn(
       {.argv = {BinPath("qrexec-daemon"), "-D", "-q", "--socket-dir=" + (dir_ / "run"),
@@ -230,6 +231,15 @@ std::string MiniQubes::Logs() const {
   for (const auto& entry : std::filesystem::directory_iterator(dir_ / "logs"))
     out += "==> " + entry.path().filename().string() + "\n" + ReadFile(entry.path()) + "\n";
   return out;
+}
+
+std::vector<pid_t> MiniQubes::Dom0Pids() {
+  std::lock_guard lock(mutex_);
+  std::vector<pid_t> pids;
+  if (policy_daemon_) pids.push_back(policy_daemon_->pid());
+  for (const auto& [name, domain] : domains_)
+    if (domain.daemon) pids.push_back(domain.daemon->pid());
+  return pids;
 }
 
 std::string MiniQubes::SystemInfoJson() {

@@ -63,6 +63,11 @@ class MiniQubes {
   int RunningDisposables();
   // Logs of the daemons and the policy daemon (for failure messages).
   std::string Logs() const;
+  // Pids of the dom0 processes (daemons and policy daemon), for measuring
+  // their memory and descriptors.
+  std::vector<pid_t> Dom0Pids();
+  // Extra environment for every daemon (e.g. QREXEC_DEBUG=1); set before Start().
+  void SetDaemonEnv(std::string name, std::string value) { daemon_env_[std::move(name)] = std::move(value); }
 
  private:
   struct Domain {
@@ -82,6 +87,7 @@ class MiniQubes {
   TempDir dir_;
   std::string policy_;
   std::string error_;
+  std::map<std::string, std::string> daemon_env_;
   std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
   std::map<std::string, Domain> domains_;
   std::vector<std::string> disposables_;
