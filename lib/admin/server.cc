@@ -98,13 +98,13 @@ void Server::OnConnectionEvent(uint64_t id, short revents) {
   }
   std::span<const char> rest(connection.output.data() + connection.written,
                              connection.output.size() - connection.written);
-  auto sent = sys::WriteSome(connection.fd.get(), std::as_bytes(rest));
-  if (!sent) {
-    if (sent.error().sys_errno == EAGAIN) return;
+  ssize_t sent = ::send(connection.fd.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+  if (sent < 0) {
+    if (errno == EAGAIN || errno == EINTR) return;
     Close(id);
     return;
   }
-  connection.written += *sent;
+  connection.written += static_cast<size_t>(sent);
   if (connection.written == connection.output.size()) Close(id);
 }
 

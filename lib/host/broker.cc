@@ -1,0 +1,289 @@
+#include "host/broker.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "base/limits.h"
+#include "base/log.h"
+
+namespace qrexec::host {
+namespace {
+
+uint32_t LoadLe32(std::span<const std::byte> bytes, size_t offset) {
+  uint32_t value = 0;
+  for (size_t i = 0; i < 4; ++i)
+    value |= static_cast<uint32_t>(std::to_integer<uint8_t>(bytes[offset + i])) << (8 * i);
+  return value;
+}
+
+void StoreLe32(std::span<std::byte> bytes, size_t offset, uint32_t value) {
+  for (size_t i = 0; i < 4; ++i) bytes[offset + i] = static_cast<std::byte>((value >> (8 * i)) & 0xff);
+}
+
+}  // namespace
+
+Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte> untrusted_request) {
+  if (untrusted_request.size() != kBrokerRequestSize)
+    return MakeError(ErrorKind::kMalformed, "request is not 16 bytes");
+  if (LoadLe32(untrusted_request, 0) != kBrokerMagic) return MakeError(ErrorKind::kMalformed, "bad magic");
+  uint32_t untrusted_op = LoadLe32(untrusted_request, 4);
+  if (untrusted_op != static_cast<uint32_t>(BrokerOp::kOffer) &&
+      untrusted_op != static_cast<uint32_t>(BrokerOp::kConnect))
+    return MakeError(ErrorKind::kMalformed, "bad op");
+  BrokerRequest request;
+  request.op = static_cast<BrokerOp>(untrusted_op);
+  request.remote_domain = LoadLe32(untrusted_request, 8);
+  request.port = LoadLe32(untrusted_request, 12);
+  return request;
+}
+
+std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerRequest& request) {
+  std::array<std::byte, kBrokerRequestSize> out{};
+  StoreLe32(out, 0, kBrokerMagic);
+  StoreLe32(out, 4, static_cast<uint32_t>(request.op));
+  StoreLe32(out, 8, request.remote_domain);
+  StoreLe32(out, 12, request.port);
+  return out;
+}
+
+Result<UniqueFd> BrokerRequestChannel(const std::string& broker_socket, const BrokerRequest& request,
+                                      const sys::Deadline& deadline) {
+  auto fd = sys::UnixConnect(broker_socket);
+  if (!fd) return tl::unexpected(fd.error());
+  auto bytes = EncodeBrokerRequest(request);
+  // MSG_NOSIGNAL: the broker may answer (EAGAIN) and close before reading.
+  // 16 bytes always fit into a fresh socket's buffer.
+  if (::send(fd->get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()) &&
+      errno != EPIPE && errno != ECONNRESET)
+    return ErrnoError("send");
+  if (auto ready = sys::WaitReadable(fd->get(), deadline); !ready) return tl::unexpected(ready.error());
+  std::array<std::byte, kBrokerStatusSize> status_bytes{};
+  auto got = sys::RecvWithFd(fd->get(), status_bytes);
+  if (!got) return tl::unexpected(got.error());
+  if (got->first == 0) return MakeError(ErrorKind::kDisconnected, "broker closed the request");
+  if (got->first < status_bytes.size()) {
+    auto rest = std::span(status_bytes).subspan(got->first);
+    if (auto status = sys::ReadExact(fd->get(), rest, deadline); !status) return tl::unexpected(status.error());
+  }
+  uint32_t status = LoadLe32(status_bytes, 0);
+  if (status != 0) return MakeError(ErrorKind::kRefused, "broker refused the channel", static_cast<int>(status));
+  if (!got->second.valid()) return MakeError(ErrorKind::kMalformed, "broker sent no descriptor");
+  return std::move(got->second);
+}
+
+Broker::Broker(admin::PollLoop& loop) : Broker(loop, Options{}) {}
+Broker::Broker(admin::PollLoop& loop, Options options) : loop_(loop), options_(options) {}
+
+Broker::~Broker() {
+  for (auto& [id, connection] : connections_) {
+    loop_.Unwatch(connection.watch);
+    if (connection.timer != 0) loop_.CancelTimer(connection.timer);
+  }
+  for (auto& [domain, entry] : domains_) {
+    loop_.Unwatch(entry.watch);
+    ::unlink(entry.socket_path.c_str());
+  }
+}
+
+Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path) {
+  if (domains_.count(domain) != 0)
+    return MakeError(ErrorKind::kInternal, "broker: domain " + std::to_string(domain) + " already added");
+  auto fd = sys::UnixListen(socket_path, 128, /*nonblocking=*/true);
+  if (!fd) return tl::unexpected(fd.error());
+  if (::chmod(socket_path.c_str(), 0600) < 0) return ErrnoError("chmod " + socket_path);
+  DomainEntry& entry = domains_[domain];
+  entry.name = name;
+  entry.socket_path = socket_path;
+  entry.listen_fd = std::move(*fd);
+  entry.watch = loop_.Watch(entry.listen_fd.get(), POLLIN, [this, domain](short) { OnAcceptable(domain); });
+  return Ok();
+}
+
+void Broker::RemoveDomain(uint32_t domain) {
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) return;
+  loop_.Unwatch(it->second.watch);
+  ::unlink(it->second.socket_path.c_str());
+  domains_.erase(it);
+  std::vector<uint64_t> from, waiting_for;
+  for (const auto& [id, connection] : connections_) {
+    if (connection.domain == domain) {
+      from.push_back(id);
+    } else if (connection.waiting) {
+      auto [server, client, port] = connection.key;
+      if (server == domain || client == domain) waiting_for.push_back(id);
+    }
+  }
+  for (uint64_t id : from) Drop(id);
+  for (uint64_t id : waiting_for) Answer(id, ENOENT);
+}
+
+size_t Broker::pending_count(uint32_t domain) const {
+  auto it = domains_.find(domain);
+  return it == domains_.end() ? 0 : it->second.pending;
+}
+
+const std::string& Broker::NameOf(uint32_t domain) const {
+  static const std::string kUnknown = "(removed)";
+  auto it = domains_.find(domain);
+  return it == domains_.end() ? kUnknown : it->second.name;
+}
+
+void Broker::OnAcceptable(uint32_t domain) {
+  for (int i = 0; i < 64; ++i) {
+    auto entry = domains_.find(domain);
+    if (entry == domains_.end()) return;
+    auto fd = sys::Accept(entry->second.listen_fd.get(), /*nonblocking=*/true);
+    if (!fd) {
+      if (fd.error().kind != ErrorKind::kOverloaded)
+        LOG_WARNING("broker: accept for {}: {}", entry->second.name, fd.error().ToString());
+      return;
+    }
+    uint64_t id = next_id_++;
+    Connection& connection = connections_[id];
+    connection.domain = domain;
+    connection.fd = std::move(*fd);
+    ++entry->second.pending;
+    if (entry->second.pending > options_.max_pending_per_domain) {
+      LOG_WARNING("broker: {} has too many pending requests", entry->second.name);
+      Answer(id, EAGAIN);
+      continue;
+    }
+    connection.watch = loop_.Watch(connection.fd.get(), POLLIN, [this, id](short) { OnReadable(id); });
+    connection.timer = loop_.After(options_.request_timeout, [this, id] {
+      auto it = connections_.find(id);
+      if (it == connections_.end()) return;
+      it->second.timer = 0;
+      LOG_WARNING("broker: {} did not send its request in time", NameOf(it->second.domain));
+      Drop(id);
+    });
+  }
+}
+
+void Broker::OnReadable(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  Connection& connection = it->second;
+  if (connection.waiting) {
+    // Waiting for the peer: the requester may only hang up. Anything it writes
+    // is a protocol violation.
+    std::byte byte{};
+    auto got = sys::ReadSome(connection.fd.get(), std::span(&byte, 1));
+    if (!got && got.error().sys_errno == EAGAIN) return;
+    if (got && *got > 0)
+      LOG_WARNING("broker: {} wrote after its request; dropping it", NameOf(connection.domain));
+    Drop(id);
+    return;
+  }
+  auto rest = std::span(connection.buffer).subspan(connection.have);
+  auto got = sys::ReadSome(connection.fd.get(), rest);
+  if (!got) {
+    if (got.error().sys_errno == EAGAIN) return;
+    Drop(id);
+    return;
+  }
+  if (*got == 0) {
+    if (connection.have != 0)
+      LOG_WARNING("broker: {} sent a short request ({} bytes)", NameOf(connection.domain), connection.have);
+    Drop(id);
+    return;
+  }
+  connection.have += *got;
+  if (connection.have < kBrokerRequestSize) return;
+  auto request = DecodeBrokerRequest(connection.buffer);
+  if (!request) {
+    LOG_WARNING("broker: malformed request from {}: {}", NameOf(connection.domain), request.error().message);
+    Drop(id);
+    return;
+  }
+  OnRequest(id, *request);
+}
+
+void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
+  Connection& connection = connections_.at(id);
+  if (connection.timer != 0) {
+    loop_.CancelTimer(connection.timer);
+    connection.timer = 0;
+  }
+  uint32_t own = connection.domain;  // from the listening socket: the only identity
+  uint32_t remote = request.remote_domain;
+  uint32_t port = request.port;
+  bool control = port == limits::kControlPort;
+  bool data = port >= limits::kFirstDataPort && port <= limits::kLastDataPort;
+  if (remote == own || !(control || data) || (control && own != 0 && remote != 0)) {
+    LOG_INFO("broker: {} asked for an invalid channel (remote {}, port {})", NameOf(own), remote, port);
+    Answer(id, EINVAL);
+    return;
+  }
+  if (domains_.count(remote) == 0) {
+    Answer(id, ENOENT);
+    return;
+  }
+  bool offer = request.op == BrokerOp::kOffer;
+  Key key = offer ? Key{own, remote, port} : Key{remote, own, port};
+  auto& same = offer ? offers_ : connects_;
+  auto& other = offer ? connects_ : offers_;
+  if (same.count(key) != 0) {
+    Answer(id, EADDRINUSE);
+    return;
+  }
+  auto match = other.find(key);
+  if (match == other.end()) {
+    connection.waiting = true;
+    connection.op = request.op;
+    connection.key = key;
+    same[key] = id;
+    return;
+  }
+  uint64_t peer = match->second;
+  other.erase(match);
+  auto pair = sys::SocketPair();
+  if (!pair) {
+    LOG_ERROR("broker: {}", pair.error().ToString());
+    Answer(id, ENOMEM);
+    Answer(peer, ENOMEM);
+    return;
+  }
+  ++paired_;
+  LOG_DEBUG("broker: channel {} -> {} port {}", NameOf(std::get<0>(key)), NameOf(std::get<1>(key)), port);
+  Answer(id, 0, std::move(pair->first));
+  Answer(peer, 0, std::move(pair->second));
+}
+
+void Broker::Answer(uint64_t id, uint32_t status, UniqueFd channel) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  std::array<std::byte, kBrokerStatusSize> bytes{};
+  StoreLe32(bytes, 0, status);
+  // A fresh connection's send buffer always holds 4 bytes.
+  Status sent = Ok();
+  if (channel.valid()) {
+    sent = sys::SendWithFd(it->second.fd.get(), bytes, channel.get());
+  } else if (::send(it->second.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+             static_cast<ssize_t>(bytes.size())) {
+    sent = ErrnoError("send");
+  }
+  if (!sent) LOG_INFO("broker: answering {}: {}", NameOf(it->second.domain), sent.error().ToString());
+  Drop(id);
+}
+
+void Broker::Drop(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  Connection& connection = it->second;
+  if (connection.waiting) {
+    auto& map = connection.op == BrokerOp::kOffer ? offers_ : connects_;
+    auto found = map.find(connection.key);
+    if (found != map.end() && found->second == id) map.erase(found);
+  }
+  if (connection.watch != 0) loop_.Unwatch(connection.watch);
+  if (connection.timer != 0) loop_.CancelTimer(connection.timer);
+  auto domain = domains_.find(connection.domain);
+  if (domain != domains_.end() && domain->second.pending > 0) --domain->second.pending;
+  connections_.erase(it);
+}
+
+}  // namespace qrexec::host

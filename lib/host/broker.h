@@ -1,0 +1,119 @@
+// The host side of the broker transport (docs/broker-protocol.md).
+//
+// One listening Unix socket per domain (dom0 included, as domain 0). The only
+// identity the broker trusts is which listening socket a request arrived on.
+// An offer (vchan server) by S for (C, P) is paired with a connect (vchan
+// client) by C for (S, P); both then get one end of a fresh socketpair in
+// SCM_RIGHTS. The broker never reads or writes call data.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <tuple>
+
+#include "admin/poll_loop.h"
+#include "base/result.h"
+#include "base/sys.h"
+#include "base/unique_fd.h"
+
+namespace qrexec::host {
+
+inline constexpr uint32_t kBrokerMagic = 0x51425231;  // "QBR1"
+inline constexpr size_t kBrokerRequestSize = 16;
+inline constexpr size_t kBrokerStatusSize = 4;
+inline constexpr size_t kMaxBrokerPendingPerDomain = 1024;
+
+enum class BrokerOp : uint32_t { kOffer = 1, kConnect = 2 };
+
+struct BrokerRequest {
+  BrokerOp op = BrokerOp::kOffer;
+  uint32_t remote_domain = 0;
+  uint32_t port = 0;
+};
+
+// Checks size, magic and op only; the rules about domains and ports need the
+// broker's state and are applied by Broker.
+Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte> untrusted_request);
+std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerRequest& request);
+
+// Blocking client side of one request (tests and tools; the vchan broker
+// backend has its own). Returns the channel fd, or an error whose sys_errno
+// is the broker's status.
+Result<UniqueFd> BrokerRequestChannel(const std::string& broker_socket, const BrokerRequest& request,
+                                      const sys::Deadline& deadline);
+
+class Broker {
+ public:
+  struct Options {
+    size_t max_pending_per_domain = kMaxBrokerPendingPerDomain;
+    // Time a new connection has to deliver its 16 bytes.
+    std::chrono::milliseconds request_timeout{10000};
+  };
+
+  explicit Broker(admin::PollLoop& loop);
+  Broker(admin::PollLoop& loop, Options options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Listens for `domain` (0 = dom0) at `socket_path` (mode 0600). A domain
+  // must be added before others can name it.
+  Status AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path);
+  // Closes the domain's socket and ends every request it made or that waits
+  // for it (those get ENOENT).
+  void RemoveDomain(uint32_t domain);
+  bool HasDomain(uint32_t domain) const { return domains_.count(domain) != 0; }
+
+  // Requests accepted from `domain` and not yet answered.
+  size_t pending_count(uint32_t domain) const;
+  // Channels handed out so far.
+  uint64_t paired_count() const { return paired_; }
+
+ private:
+  // (server domain, client domain, port)
+  using Key = std::tuple<uint32_t, uint32_t, uint32_t>;
+
+  struct DomainEntry {
+    std::string name;
+    std::string socket_path;
+    UniqueFd listen_fd;
+    admin::PollLoop::Id watch = 0;
+    size_t pending = 0;
+  };
+  struct Connection {
+    uint32_t domain = 0;
+    UniqueFd fd;
+    std::array<std::byte, kBrokerRequestSize> buffer{};
+    size_t have = 0;
+    bool waiting = false;  // decoded, valid, waiting for its peer
+    BrokerOp op = BrokerOp::kOffer;
+    Key key{};
+    admin::PollLoop::Id watch = 0;
+    admin::PollLoop::Id timer = 0;
+  };
+
+  void OnAcceptable(uint32_t domain);
+  void OnReadable(uint64_t id);
+  void OnRequest(uint64_t id, const BrokerRequest& request);
+  // Sends `status` (and `channel` when status is 0), then forgets the connection.
+  void Answer(uint64_t id, uint32_t status, UniqueFd channel = {});
+  void Drop(uint64_t id);
+  const std::string& NameOf(uint32_t domain) const;
+
+  admin::PollLoop& loop_;
+  Options options_;
+  std::map<uint32_t, DomainEntry> domains_;
+  std::map<uint64_t, Connection> connections_;
+  std::map<Key, uint64_t> offers_;
+  std::map<Key, uint64_t> connects_;
+  uint64_t next_id_ = 1;
+  uint64_t paired_ = 0;
+};
+
+}  // namespace qrexec::host
