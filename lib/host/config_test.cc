@@ -1,0 +1,112 @@
+#include <gtest/gtest.h>
+
+#include "host/config.h"
+
+namespace qrexec::host {
+namespace {
+
+constexpr std::string_view kGood = R"(
+[host]
+state_dir = "state"
+policy_dir = ["policy.d", "/etc/extra"]
+default_dispvm = "default-dvm"
+
+[[domain]]
+name = "debian"
+class = "TemplateVM"
+services = "rpc/debian"
+
+[[domain]]
+name = "work"
+template = "debian"
+label = "blue"
+tags = ["dev", "mail"]
+autostart = true
+
+[[domain]]
+name = "default-dvm"
+template = "debian"
+template_for_dispvms = true
+default_dispvm = "default-dvm"
+
+[[domain]]
+name = "fixed"
+class = "StandaloneVM"
+uuid = "c9024a97-9b15-46cc-8341-38d75d5d421b"
+)";
+
+TEST(HostConfig, ParsesDomainsAndResolvesPathsAgainstTheFile) {
+  auto config = ParseConfig(kGood, "/etc/qrexec-host/host.toml");
+  ASSERT_TRUE(config) << config.error().ToString();
+  EXPECT_EQ(config->state_dir, "/etc/qrexec-host/state");
+  ASSERT_EQ(config->policy_dirs.size(), 2u);
+  EXPECT_EQ(config->policy_dirs[0], "/etc/qrexec-host/policy.d");
+  EXPECT_EQ(config->policy_dirs[1], "/etc/extra");
+  ASSERT_EQ(config->domains.size(), 4u);
+  const DomainConfig* work = config->Find("work");
+  ASSERT_NE(work, nullptr);
+  EXPECT_EQ(work->klass, DomainClass::kAppVM);
+  EXPECT_EQ(work->template_name, "debian");
+  EXPECT_EQ(work->label, "blue");
+  EXPECT_EQ(work->tags, (std::vector<std::string>{"dev", "mail"}));
+  EXPECT_TRUE(work->autostart);
+  EXPECT_EQ(work->default_dispvm, "default-dvm");  // from [host]
+  EXPECT_EQ(work->default_user, "user");
+  EXPECT_TRUE(IsCanonicalUuid(work->uuid));
+  EXPECT_EQ(work->uuid, UuidForName("work"));
+  EXPECT_EQ(config->Find("debian")->service_dir, "/etc/qrexec-host/rpc/debian");
+  EXPECT_EQ(config->Find("fixed")->uuid, "c9024a97-9b15-46cc-8341-38d75d5d421b");
+  EXPECT_TRUE(config->Find("default-dvm")->template_for_dispvms);
+}
+
+struct BadCase {
+  std::string text;
+  std::string expected;  // substring of the error, including the line
+};
+
+TEST(HostConfig, ReportsBadConfigsWithFileAndLine) {
+  const std::vector<BadCase> cases = {
+      {"[[domain]]\nname = \"work\"\nclass = \"HVM\"\n", "host.toml:3: unknown class 'HVM'"},
+      {"[[domain]]\nname = \"work\"\ntemplate = \"nope\"\n", "host.toml:1: unknown template 'nope'"},
+      {"[[domain]]\nname = \"1bad\"\n", "host.toml:2: invalid domain name '1bad'"},
+      {"[[domain]]\nname = \"x-dm\"\n", "host.toml:2: invalid domain name"},
+      {"[[domain]]\nname = \"dom0\"\n", "host.toml:2: 'dom0' is the host itself"},
+      {"[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\n[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\n",
+       "host.toml:4: duplicate domain name 'a'"},
+      {"[[domain]]\nname = \"a\"\nlabel = \"pink\"\n", "host.toml:3: unknown label 'pink'"},
+      {"[[domain]]\nname = \"a\"\nautostart = \"yes\"\n", "host.toml:3: 'autostart' must be true or false"},
+      {"[[domain]]\nname = \"a\"\ncolour = 1\n", "host.toml:3: unknown key 'colour'"},
+      {"[[domain]]\nclass = \"StandaloneVM\"\n", "host.toml:1: domain without a name"},
+      {"[host]\nstate_dir = \n", "host.toml:2:"},
+      {"[[domain]]\nname = \"t\"\nclass = \"TemplateVM\"\n[[domain]]\nname = \"d\"\nclass = \"DispVM\"\ntemplate = \"t\"\n",
+       "host.toml:4: 't' is not an AppVM with template_for_dispvms"},
+      {"[[domain]]\nname = \"s\"\nclass = \"StandaloneVM\"\n[[domain]]\nname = \"a\"\ntemplate = \"s\"\n",
+       "host.toml:4: template 's' is not a TemplateVM"},
+      {"[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\ndefault_dispvm = \"a\"\n",
+       "host.toml:1: default_dispvm 'a' is not a domain with template_for_dispvms"},
+      {"[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\nuuid = \"ABC\"\n", "host.toml:4: 'ABC' is not"},
+      {"domains = 3\n", "host.toml:1: unknown top-level key 'domains'"},
+  };
+  for (const auto& c : cases) {
+    auto config = ParseConfig(c.text, "/x/host.toml");
+    ASSERT_FALSE(config) << c.text;
+    EXPECT_NE(config.error().message.find(c.expected), std::string::npos)
+        << "got: " << config.error().message << "\nwanted: " << c.expected;
+  }
+}
+
+TEST(HostConfig, UuidsAreStableAndDistinct) {
+  EXPECT_EQ(UuidForName("work"), UuidForName("work"));
+  EXPECT_NE(UuidForName("work"), UuidForName("vault"));
+  EXPECT_TRUE(IsCanonicalUuid(UuidForName("vault")));
+  EXPECT_EQ(UuidForName("vault")[14], '4');
+}
+
+TEST(HostConfig, MissingFileIsNotFound) {
+  auto config = LoadConfig("/nonexistent/host.toml");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().kind, ErrorKind::kNotFound);
+}
+
+}  // namespace
+}  // namespace qrexec::host
