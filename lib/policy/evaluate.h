@@ -90,6 +90,11 @@ struct Decision {
   // Ask: empty until resolved.
   std::string answer;
 
+  // Deny produced while building the allow answer (loopback, RemoteVM relay
+  // not set, ...). The just_evaluate mode of ApplyMode() skips that step, as
+  // the reference does, and reports such a decision as "result=allow".
+  bool refused_by_answer = false;
+
   // Warnings the reference logs (unknown target, dropped default_target, ...).
   std::vector<std::string> warnings;
 };
