@@ -1,0 +1,140 @@
+#include "agent/call_handler.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "proto/framing.h"
+#include "stream/stream.h"
+#include "vchan/transport.h"
+
+namespace qrexec::agent {
+namespace {
+
+// The stream engine reaps the service itself (pidfd), and a MSG_JUST_EXEC
+// process must outlive its handler; exec::ChildProcess would kill and reap
+// it on destruction. The handler process ends with _exit() right after, so
+// the object is deliberately left alive instead.
+// TODO(exec): a ChildProcess::Release() would say this directly.
+pid_t Detach(exec::ChildProcess child) {
+  auto* kept = new exec::ChildProcess(std::move(child));
+  return kept->pid();
+}
+
+Status SendExitCode(int vchan_fd, int code) {
+  std::byte body[4];
+  proto::StoreU32(body, static_cast<uint32_t>(code));
+  return proto::WriteMessage(vchan_fd, proto::MsgType::kDataExitCode, body);
+}
+
+// MSG_JUST_EXEC (§2.11): the process gets /dev/null as stdin and stdout; we
+// only report whether it started.
+int RunJustExec(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx) {
+  exec::StartOptions options;
+  options.stdin_io = exec::Stdio::Null();
+  options.stdout_io = exec::Stdio::Null();
+  options.stderr_io = exec::Stdio::Inherit();
+  auto started = exec::StartService(plan, ctx, options);
+  int code = 0;
+  if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
+    LOG_ERROR("cannot start the command: {}", failure->error.ToString());
+    code = failure->exit_code;
+  } else if (auto* process = std::get_if<exec::StartedProcess>(&started)) {
+    Detach(std::move(process->child));
+  }
+  auto version = stream::Handshake(vchan.get(), proto::kProtocolVersion,
+                                   sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
+  if (!version) {
+    LOG_ERROR("data vchan handshake failed: {}", version.error().ToString());
+    return 1;
+  }
+  if (auto sent = SendExitCode(vchan.get(), code); !sent)
+    LOG_ERROR("cannot send the exit code: {}", sent.error().ToString());
+  return 0;
+}
+
+stream::ServiceConfig ConfigFor(exec::StartedService& started, const exec::ServicePlan& plan) {
+  stream::ServiceConfig config;
+  if (auto* socket = std::get_if<exec::StartedSocket>(&started)) {
+    config.child_stdin = std::move(socket->socket);
+    config.socket_service = true;
+    config.exit_on_service_eof = plan.config.exit_on_service_eof;
+    config.exit_on_client_eof = plan.config.exit_on_client_eof;
+    return config;
+  }
+  auto& child = std::get<exec::StartedProcess>(started).child;
+  config.child_stdin = std::move(child.stdin_fd());
+  config.child_stdout = std::move(child.stdout_fd());
+  config.child_stderr = std::move(child.stderr_fd());
+  config.child_pid = Detach(std::move(child));
+  return config;
+}
+
+int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx) {
+  auto started = exec::StartService(plan, ctx, exec::StartOptions{});
+  if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
+    LOG_ERROR("cannot start the service: {}", failure->error.ToString());
+    if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
+      LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
+    return failure->exit_code;
+  }
+  stream::ServiceConfig config = ConfigFor(started, plan);
+  config.vchan = std::move(vchan);
+  auto result = stream::RunService(std::move(config));
+  if (!result) {
+    LOG_ERROR("data stream failed: {}", result.error().ToString());
+    return 1;
+  }
+  return *result;
+}
+
+int ReportPlanFailure(UniqueFd vchan, proto::ExecType type, int code) {
+  if (type == proto::ExecType::kJustExec) {
+    auto version = stream::Handshake(vchan.get(), proto::kProtocolVersion,
+                                     sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
+    if (version) (void)SendExitCode(vchan.get(), code);
+    return code;
+  }
+  if (auto sent = stream::SendSpawnFailure(vchan.get(), code); !sent)
+    LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
+  return code;
+}
+
+}  // namespace
+
+int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx) {
+  auto transport = vchan::MakeTransportFromEnv();
+  if (!transport) {
+    LOG_ERROR("no vchan transport: {}", transport.error().ToString());
+    return 1;
+  }
+  auto vchan = (*transport)->Connect(static_cast<int>(call.peer.connect_domain),
+                                     static_cast<int>(call.peer.connect_port),
+                                     sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
+  if (!vchan) {
+    LOG_ERROR("cannot connect the data vchan to domain {} port {}: {}", call.peer.connect_domain,
+              call.peer.connect_port, vchan.error().ToString());
+    return 1;
+  }
+  if (const int* code = std::get_if<int>(&call.service))
+    return ReportPlanFailure(std::move(*vchan), call.type, *code);
+  const auto& plan = std::get<exec::ServicePlan>(call.service);
+  if (call.type == proto::ExecType::kJustExec) return RunJustExec(std::move(*vchan), plan, ctx);
+  return RunExecCmdline(std::move(*vchan), plan, ctx);
+}
+
+Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx,
+                              std::span<const int> keep_fds) {
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork");
+  if (pid > 0) return pid;
+  // Child: forget the parent's loop (signalfd mask, handlers, descriptors).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int signo : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1}) ::signal(signo, SIG_DFL);
+  sys::CloseFdsExcept(keep_fds);
+  ::_exit(RunCallHandler(call, ctx));
+}
+
+}  // namespace qrexec::agent

@@ -1,0 +1,239 @@
+#include "agent/client_vm.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/log.h"
+#include "stream/stream.h"
+#include "vchan/transport.h"
+
+extern char** environ;
+
+namespace qrexec::agent {
+namespace {
+
+// Reads the agent's answer: 8 raw bytes, or EOF (refused).
+Result<std::optional<proto::ExecParams>> ReadVerdict(int agent_fd) {
+  std::byte buffer[proto::kExecParamsSize];
+  size_t got = 0;
+  while (got < sizeof buffer) {
+    auto n = sys::ReadSome(agent_fd, std::span(buffer).subspan(got));
+    if (!n) return tl::unexpected(n.error());
+    if (*n == 0) {
+      if (got == 0) return std::optional<proto::ExecParams>();
+      return MakeError(ErrorKind::kMalformed, "short answer from the agent");
+    }
+    got += *n;
+  }
+  return std::optional(proto::DecodeExecParams(std::span<const std::byte, 8>(buffer, 8)));
+}
+
+bool ResolveFilter(Filter filter, int fd, bool default_allowed) {
+  if (filter == Filter::kDefault) return default_allowed && ::isatty(fd) == 1;
+  return filter == Filter::kOn;
+}
+
+Result<UniqueFd> DupCloexec(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return ErrnoError("dup");
+  return UniqueFd(copy);
+}
+
+// Everything the child needs, prepared before fork().
+struct LocalExecPlan {
+  std::string path;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::vector<UniqueFd> saved;  // SAVED_FD_* copies (CLOEXEC until the child clears it)
+};
+
+Result<LocalExecPlan> PlanLocalExec(const std::vector<std::string>& argv) {
+  LocalExecPlan plan;
+  plan.path = argv[0];
+  plan.argv = argv;
+  auto slash = plan.path.rfind('/');
+  if (slash != std::string::npos) plan.argv[0] = plan.path.substr(slash + 1);
+  int saved_count = std::getenv("PASS_LOCAL_STDERR") != nullptr ? 3 : 2;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    if (entry.starts_with("SAVED_FD_") || entry.starts_with("QREXEC_AGENT_PID=")) continue;
+    plan.env.emplace_back(entry);
+  }
+  for (int fd = 0; fd < saved_count; ++fd) {
+    auto copy = DupCloexec(fd);
+    if (!copy) return tl::unexpected(copy.error());
+    plan.env.push_back("SAVED_FD_" + std::to_string(fd) + "=" + std::to_string(copy->get()));
+    plan.saved.push_back(std::move(*copy));
+  }
+  plan.env.push_back("QREXEC_AGENT_PID=" + std::to_string(::getpid()));
+  return plan;
+}
+
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+[[noreturn]] void ExecLocalChild(LocalExecPlan& plan, char** argv, char** envp, int in, int out,
+                                 int error_pipe) {
+  if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0) {
+    int err = errno;
+    (void)!::write(error_pipe, &err, sizeof err);
+    ::_exit(127);
+  }
+  for (auto& fd : plan.saved) ::fcntl(fd.get(), F_SETFD, 0);
+  ::execve(plan.path.c_str(), argv, envp);
+  int err = errno;
+  (void)!::write(error_pipe, &err, sizeof err);
+  ::_exit(127);
+}
+
+}  // namespace
+
+Result<LocalProgram> StartLocalProgram(const std::vector<std::string>& argv) {
+  auto plan = PlanLocalExec(argv);
+  if (!plan) return tl::unexpected(plan.error());
+  auto stdin_pair = sys::SocketPair();
+  auto stdout_pair = sys::SocketPair();
+  auto error_pipe = sys::Pipe();
+  if (!stdin_pair || !stdout_pair || !error_pipe) return ErrnoError("socketpair");
+  auto c_argv = CStrings(plan->argv);
+  auto c_env = CStrings(plan->env);
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork");
+  if (pid == 0) {
+    ExecLocalChild(*plan, c_argv.data(), c_env.data(), stdin_pair->second.get(),
+                   stdout_pair->second.get(), error_pipe->second.get());
+  }
+  error_pipe->second.reset();
+  int child_errno = 0;
+  auto got = sys::ReadExact(error_pipe->first.get(), sys::AsWritableBytes(child_errno));
+  if (got) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return ErrnoError("cannot execute " + argv[0], child_errno);
+  }
+  return LocalProgram{pid, std::move(stdin_pair->first), std::move(stdout_pair->first)};
+}
+
+Result<proto::Bytes> BuildTriggerRequest(const ClientVmOptions& options) {
+  proto::Trigger trigger;
+  trigger.type = proto::MsgType::kTriggerService4;
+  trigger.requested_source = options.source_qube.value_or("").substr(0, 63);
+  trigger.target = ConvertTargetName(options.target);
+  trigger.request_id = "SOCKET";
+  trigger.service = options.service;
+  return proto::EncodeTrigger(trigger);
+}
+
+namespace {
+
+// Asks the agent; returns the exec_params, or an exit status to stop with.
+std::variant<proto::ExecParams, int> RequestCall(const ClientVmOptions& options, int agent_fd) {
+  auto request = BuildTriggerRequest(options);
+  if (!request) {
+    LOG_ERROR("invalid request: {}", request.error().ToString());
+    return kClientExitLocalError;
+  }
+  if (auto sent = sys::WriteAll(agent_fd, *request); !sent) {
+    LOG_ERROR("cannot send the request to the agent: {}", sent.error().ToString());
+    return kClientExitLocalError;
+  }
+  auto verdict = ReadVerdict(agent_fd);
+  if (!verdict) {
+    LOG_ERROR("cannot read the answer of the agent: {}", verdict.error().ToString());
+    return kClientExitLocalError;
+  }
+  if (!*verdict) {
+    std::fputs("Request refused\n", stderr);
+    return kClientExitRefused;
+  }
+  return **verdict;
+}
+
+// Fills the local side of the caller config (stdio, stdin socket or program).
+Status SetUpLocalSide(const ClientVmOptions& options, stream::CallerConfig& config) {
+  bool has_program = !options.local_program.empty();
+  config.filter_stdout = ResolveFilter(options.filter_stdout, 1, !has_program);
+  config.filter_stderr = ResolveFilter(options.filter_stderr, 2, true);
+  config.prefix_data = options.prefix_data.value_or("");
+  if (options.use_stdin_socket) {
+    config.in = UniqueFd(0);
+    config.single_socket = true;
+    return Ok();
+  }
+  if (!has_program) {
+    config.in = UniqueFd(0);
+    config.out = UniqueFd(1);
+    return Ok();
+  }
+  auto program = StartLocalProgram(options.local_program);
+  if (!program) return tl::unexpected(program.error());
+  config.in = std::move(program->from_program);
+  config.out = std::move(program->to_program);
+  config.local_program_pid = program->pid;
+  return Ok();
+}
+
+int KillLocalProgram(pid_t pid, int status) {
+  if (pid > 0) {
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+  }
+  return status;
+}
+
+}  // namespace
+
+int RunClientVm(const ClientVmOptions& options) {
+  if (options.use_stdin_socket && !sys::IsStreamSocket(0)) {
+    LOG_ERROR("--use-stdin-socket: standard input is not a stream socket");
+    return kClientExitUsage;
+  }
+  auto agent = sys::UnixConnect(options.agent_socket);
+  if (!agent) {
+    LOG_ERROR("cannot connect to the agent at {}: {}", options.agent_socket,
+              agent.error().ToString());
+    return kClientExitLocalError;
+  }
+  auto answer = RequestCall(options, agent->get());
+  if (const int* status = std::get_if<int>(&answer)) return *status;
+  const auto& params = std::get<proto::ExecParams>(answer);
+  auto transport = vchan::MakeTransportFromEnv();
+  if (!transport) {
+    LOG_ERROR("no vchan transport: {}", transport.error().ToString());
+    return kClientExitLocalError;
+  }
+  auto pending = (*transport)->Offer(static_cast<int>(params.connect_domain),
+                                     static_cast<int>(params.connect_port));
+  if (!pending) {
+    LOG_ERROR("cannot offer the data vchan: {}", pending.error().ToString());
+    return kClientExitLocalError;
+  }
+  stream::CallerConfig config;
+  if (auto local = SetUpLocalSide(options, config); !local) {
+    LOG_ERROR("{}", local.error().ToString());
+    return kClientExitLocalError;
+  }
+  auto vchan = (*pending)->Finish(sys::Deadline::AfterSeconds(kClientVchanTimeoutSeconds));
+  if (!vchan) {
+    LOG_ERROR("data vchan connection failed: {}", vchan.error().ToString());
+    return KillLocalProgram(config.local_program_pid, kClientExitLocalError);
+  }
+  config.vchan = std::move(*vchan);
+  auto result = stream::RunCaller(std::move(config));
+  if (!result) {
+    LOG_ERROR("{}", result.error().ToString());
+    return kClientExitLocalError;
+  }
+  return *result;
+}
+
+}  // namespace qrexec::agent

@@ -1,0 +1,102 @@
+#include "agent/fork_server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "agent/call_handler.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "exec/command.h"
+#include "exec/service.h"
+#include "proto/messages.h"
+
+namespace qrexec::agent {
+namespace {
+
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+
+Result<proto::CmdInfo> ReadRequest(int fd) {
+  auto deadline = sys::Deadline::After(kRequestTimeout);
+  proto::Bytes bytes(proto::kCmdInfoSize);
+  if (auto got = sys::ReadExact(fd, bytes, deadline); !got) return tl::unexpected(got.error());
+  auto length = proto::ForkServerCommandLength(
+      std::span<const std::byte, proto::kCmdInfoSize>(bytes.data(), proto::kCmdInfoSize));
+  if (!length) return tl::unexpected(length.error());
+  bytes.resize(proto::kCmdInfoSize + *length);
+  if (auto got = sys::ReadExact(fd, std::span(bytes).subspan(proto::kCmdInfoSize), deadline); !got)
+    return tl::unexpected(got.error());
+  auto decoded = proto::DecodeForkServerRequest(bytes);
+  if (!decoded) return tl::unexpected(decoded.error().ToError());
+  return std::move(*decoded);
+}
+
+CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx) {
+  CallPlan call;
+  call.type = request.type;
+  call.peer = {request.connect_domain, request.connect_port};
+  auto command = exec::ParseCommand(request.command, exec::UserPrefix::kAbsent);
+  if (!command) {
+    LOG_ERROR("invalid command: {}", command.error().ToString());
+    call.service = exec::kExitProblem;
+    return call;
+  }
+  auto plan = exec::PlanService(std::move(*command), ctx);
+  if (!plan) {
+    LOG_ERROR("cannot prepare the service: {}", plan.error().ToString());
+    call.service = exec::ExitCodeForError(plan.error());
+    return call;
+  }
+  call.service = std::move(*plan);
+  return call;
+}
+
+}  // namespace
+
+Status ServeForkRequest(UniqueFd connection) {
+  auto request = ReadRequest(connection.get());
+  if (!request) return tl::unexpected(request.error());
+  exec::ExecContext ctx;
+  ctx.load_rpc_config = false;
+  CallPlan call = PlanRequest(*request, ctx);
+  int keep[] = {connection.get()};
+  auto pid = ForkCallHandler(call, ctx, keep);
+  if (!pid) return tl::unexpected(pid.error());
+  return Ok();
+}
+
+int RunForkServer(const ForkServerOptions& options) {
+  auto listener = sys::UnixListen(options.socket_path);
+  if (!listener) {
+    LOG_ERROR("cannot listen on {}: {}", options.socket_path, listener.error().ToString());
+    return 1;
+  }
+  const char* foreground = std::getenv(kForkServerForegroundEnv);
+  if (foreground == nullptr || foreground[0] == '\0') {
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      LOG_ERROR("fork: {}", std::strerror(errno));
+      return 1;
+    }
+    if (pid > 0) return 0;
+  }
+  // Handlers are reaped by the kernel; each handler restores SIGCHLD before
+  // it starts its service.
+  ::signal(SIGCHLD, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  for (;;) {
+    auto connection = sys::Accept(listener->get());
+    if (!connection) {
+      LOG_ERROR("accept: {}", connection.error().ToString());
+      continue;
+    }
+    if (auto served = ServeForkRequest(std::move(*connection)); !served)
+      LOG_ERROR("request refused: {}", served.error().ToString());
+  }
+}
+
+}  // namespace qrexec::agent

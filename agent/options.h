@@ -1,0 +1,71 @@
+// Command-line parsing of the three VM-side programs (qrexec-protocol.md
+// §1.4-1.6). Each parser either returns a filled options struct or tells
+// main() which status to exit with, after printing usage or an error to
+// stderr. The parsers touch no other global state than getopt's.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace qrexec::agent {
+
+inline constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
+inline constexpr const char* kDefaultForkServerSocketFormat = "/var/run/qubes/qrexec-server.%s.sock";
+
+// A parser's verdict when the program must not run: exit with this status.
+struct ExitNow {
+  int status = 0;
+};
+
+template <class T>
+using Parsed = std::variant<T, ExitNow>;
+
+// qrexec-agent [-h] [-a PATH] [-s FMT] [-S]. Usage and -h exit 2.
+struct AgentOptions {
+  std::string agent_socket = kDefaultAgentSocket;
+  // `%s` is replaced by the user name.
+  std::string fork_server_socket_format = kDefaultForkServerSocketFormat;
+  bool use_fork_server = true;
+};
+Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);
+
+// Tri-state for the escape filters: unset means "decide from isatty()".
+enum class Filter { kDefault, kOn, kOff };
+
+// qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]].
+// Usage errors exit 2, -h exits 0.
+struct ClientVmOptions {
+  size_t buffer_size = 65536;
+  Filter filter_stdout = Filter::kDefault;
+  Filter filter_stderr = Filter::kDefault;
+  std::string agent_socket = kDefaultAgentSocket;
+  std::optional<std::string> prefix_data;
+  bool use_stdin_socket = false;
+  std::optional<std::string> source_qube;
+  std::string target;   // as given (the `$` → `@` rewrite happens later)
+  std::string service;  // SERVICE[+ARG], sent as is
+  std::vector<std::string> local_program;  // program and its arguments, may be empty
+};
+Parsed<ClientVmOptions> ParseClientVmArgs(int argc, char** argv);
+
+// qrexec-fork-server [SOCKET_PATH]. More than one argument exits 1.
+struct ForkServerOptions {
+  std::string socket_path;  // default /var/run/qubes/qrexec-server.$USER.sock
+};
+Parsed<ForkServerOptions> ParseForkServerArgs(int argc, char** argv);
+
+// Expands the fork-server path format: every `%s` becomes `user` (other
+// characters, `%%` included, are copied as they are written).
+std::string ForkServerSocketPath(const std::string& format, const std::string& user);
+
+// Are fds 0, 1 and 2 open? The programs refuse to start otherwise (exit 125,
+// qrexec-protocol.md §1.1), so that no socket of ours lands on them.
+bool StandardFdsOpen();
+inline constexpr int kExitStdioClosed = 125;
+
+// The target as sent to dom0: every `$` becomes `@`, cut to 63 bytes.
+std::string ConvertTargetName(const std::string& target);
+
+}  // namespace qrexec::agent

@@ -1,0 +1,184 @@
+#include "agent/trigger_server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "base/check.h"
+#include "base/log.h"
+
+namespace qrexec::agent {
+
+struct TriggerServer::Client {
+  enum class State { kReading, kWaiting, kConnected };
+  UniqueFd fd;
+  event::FdWatch watch;
+  State state = State::kReading;
+  proto::FrameReader reader{proto::kMaxTriggerSocketBody};
+  proto::ExecParams params;  // kConnected only
+};
+
+std::string SocketIdent(int fd) { return "SOCKET" + std::to_string(fd); }
+
+std::optional<int> ParseSocketIdent(std::string_view ident) {
+  constexpr std::string_view kPrefix = "SOCKET";
+  if (ident.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  auto digits = ident.substr(kPrefix.size());
+  if (digits.empty() || digits.size() > 9 || (digits.size() > 1 && digits[0] == '0'))
+    return std::nullopt;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  int fd = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), fd);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return fd;
+}
+
+TriggerServer::TriggerServer(event::Loop& loop, ConnectionBudget& budget, Handlers handlers)
+    : loop_(loop), budget_(budget), handlers_(std::move(handlers)) {}
+
+TriggerServer::~TriggerServer() {
+  // Client watches go before their fds (member order inside Client does it).
+  clients_.clear();
+}
+
+Status TriggerServer::Listen(const std::string& path) {
+  mode_t old_mask = ::umask(0);
+  auto listener = sys::UnixListen(path, 64, /*nonblocking=*/true);
+  ::umask(old_mask);
+  if (!listener) return tl::unexpected(listener.error());
+  listener_ = std::move(*listener);
+  path_ = path;
+  auto watch = loop_.WatchFd(listener_.get(), event::Interest::Read(),
+                             [this](event::Ready) { OnAcceptable(); });
+  if (!watch) return tl::unexpected(watch.error());
+  listener_watch_ = std::move(*watch);
+  return Ok();
+}
+
+void TriggerServer::ResumeAccepting() {
+  if (listener_watch_.active() && !budget_.full())
+    (void)listener_watch_.SetInterest(event::Interest::Read());
+}
+
+void TriggerServer::OnAcceptable() {
+  while (!budget_.full()) {
+    auto accepted = sys::Accept(listener_.get(), /*nonblocking=*/true);
+    if (!accepted) {
+      if (accepted.error().kind != ErrorKind::kOverloaded)
+        LOG_ERROR("accept on the trigger socket: {}", accepted.error().ToString());
+      return;
+    }
+    auto client = std::make_unique<Client>();
+    client->fd = std::move(*accepted);
+    int fd = client->fd.get();
+    auto watch = loop_.WatchFd(fd, event::Interest::Read(),
+                               [this, fd](event::Ready ready) { OnClientReady(fd, ready); });
+    if (!watch) {
+      LOG_ERROR("cannot watch a trigger client: {}", watch.error().ToString());
+      continue;
+    }
+    client->watch = std::move(*watch);
+    QREXEC_CHECK(budget_.TryAcquire());
+    clients_[fd] = std::move(client);
+  }
+  LOG_WARNING("too many connections; not accepting trigger clients for now");
+  (void)listener_watch_.SetInterest(event::Interest::None());
+}
+
+void TriggerServer::OnClientReady(int fd, event::Ready) {
+  auto it = clients_.find(fd);
+  if (it == clients_.end()) return;
+  Client& client = *it->second;
+  std::byte buffer[8192];
+  auto n = sys::ReadSome(fd, buffer);
+  if (!n && n.error().sys_errno == EAGAIN) return;
+  if (!n || *n == 0) {
+    if (client.state == Client::State::kConnected)
+      handlers_.on_terminated({client.params.connect_domain, client.params.connect_port});
+    Close(fd);
+    return;
+  }
+  if (client.state != Client::State::kReading) {
+    LOG_WARNING("unexpected data from a trigger client; ignored");
+    return;
+  }
+  if (auto pushed = client.reader.Push(std::span(buffer, *n)); !pushed) {
+    LOG_ERROR("invalid request on the trigger socket: {}", pushed.error().ToString());
+    Close(fd);
+    return;
+  }
+  if (auto message = client.reader.Pop()) OnRequest(client, std::move(*message));
+}
+
+void TriggerServer::OnRequest(Client& client, proto::Message message) {
+  int fd = client.fd.get();
+  auto decoded = proto::DecodeTriggerSocketRequest(message.header, message.body);
+  if (!decoded) {
+    LOG_ERROR("invalid request on the trigger socket: {}", decoded.error().reason);
+    Close(fd);
+    return;
+  }
+  // Forward the request as received, with only the request id replaced.
+  auto ident = proto::MakeRawIdent(SocketIdent(fd));
+  constexpr size_t kIdentOffset = 128;
+  std::memcpy(message.body.data() + kIdentOffset, ident.data(), ident.size());
+  proto::Bytes frame(proto::kHeaderSize);
+  proto::EncodeHeader(std::span<std::byte, proto::kHeaderSize>(frame.data(), proto::kHeaderSize),
+                      proto::MsgType::kTriggerService4, static_cast<uint32_t>(message.body.size()));
+  frame.insert(frame.end(), message.body.begin(), message.body.end());
+  if (!handlers_.forward(frame)) {
+    LOG_WARNING("no connection to dom0; refusing the request");
+    Close(fd);
+    return;
+  }
+  client.state = Client::State::kWaiting;
+}
+
+TriggerServer::Client* TriggerServer::FindWaiting(std::string_view ident) {
+  auto fd = ParseSocketIdent(ident);
+  if (!fd) return nullptr;
+  auto it = clients_.find(*fd);
+  if (it == clients_.end() || it->second->state != Client::State::kWaiting) return nullptr;
+  return it->second.get();
+}
+
+bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& params) {
+  Client* client = FindWaiting(ident);
+  if (client == nullptr) return false;
+  auto bytes = proto::EncodeExecParams(params);
+  auto written = sys::WriteAll(client->fd.get(), bytes,
+                               sys::Deadline::After(std::chrono::seconds(5)));
+  if (!written) {
+    LOG_WARNING("cannot answer a trigger client: {}", written.error().ToString());
+    handlers_.on_terminated({params.connect_domain, params.connect_port});
+    Close(client->fd.get());
+    return true;
+  }
+  client->state = Client::State::kConnected;
+  client->params = params;
+  return true;
+}
+
+void TriggerServer::Refuse(std::string_view ident) {
+  if (Client* client = FindWaiting(ident)) Close(client->fd.get());
+}
+
+void TriggerServer::RefuseAllWaiting() {
+  std::vector<int> waiting;
+  for (auto& [fd, client] : clients_) {
+    if (client->state != Client::State::kConnected) waiting.push_back(fd);
+  }
+  for (int fd : waiting) Close(fd);
+}
+
+void TriggerServer::Close(int fd) {
+  clients_.erase(fd);
+  budget_.Release();
+}
+
+}  // namespace qrexec::agent

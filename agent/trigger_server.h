@@ -1,0 +1,88 @@
+// The agent's trigger socket (qrexec-protocol.md §2.10): qrexec-client-vm
+// connects, writes one MSG_TRIGGER_SERVICE4 request and waits.
+//
+// For each client: the request is framed and checked
+// (proto::DecodeTriggerSocketRequest); a bad one closes the client. A good
+// one is forwarded to dom0 verbatim except for its request id, which becomes
+// "SOCKET<fd>" (fd = our descriptor of that client), and the client waits.
+// dom0 then answers with MSG_SERVICE_CONNECT (Connect(): the 8 raw bytes of
+// exec_params are written to the client, which now holds a live connection;
+// its EOF later produces MSG_CONNECTION_TERMINATED) or MSG_SERVICE_REFUSED
+// (Refuse(): the client is closed, and reads EOF).
+//
+// A client that goes away before dom0 answered is closed at once (as the
+// reference does). Each client holds one ConnectionBudget slot; while the
+// budget is full no new client is accepted.
+//
+// Runs on the agent's event loop. Owns its clients; destroying the server
+// closes every client.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "agent/connection_budget.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "event/loop.h"
+#include "proto/framing.h"
+#include "proto/messages.h"
+
+namespace qrexec::agent {
+
+class TriggerServer {
+ public:
+  struct Handlers {
+    // Forward one complete frame to dom0. Returns false when no daemon is
+    // connected (the client is then refused).
+    std::function<bool(std::span<const std::byte> frame)> forward;
+    // A connected client went away.
+    std::function<void(const proto::ConnectionTerminated&)> on_terminated;
+  };
+
+  TriggerServer(event::Loop& loop, ConnectionBudget& budget, Handlers handlers);
+  ~TriggerServer();
+  TriggerServer(const TriggerServer&) = delete;
+  TriggerServer& operator=(const TriggerServer&) = delete;
+
+  // Creates the socket at `path` (replacing a stale one) with umask 0.
+  Status Listen(const std::string& path);
+
+  // MSG_SERVICE_CONNECT for `ident`. False if no waiting client has it.
+  bool Connect(std::string_view ident, const proto::ExecParams& params);
+  // MSG_SERVICE_REFUSED for `ident` (unknown idents are ignored).
+  void Refuse(std::string_view ident);
+  // dom0 went away: every client still waiting is closed.
+  void RefuseAllWaiting();
+
+  // Called when budget slots were released.
+  void ResumeAccepting();
+
+  size_t client_count() const { return clients_.size(); }
+
+ private:
+  struct Client;
+
+  void OnAcceptable();
+  void OnClientReady(int fd, event::Ready ready);
+  void OnRequest(Client& client, proto::Message message);
+  void Close(int fd);
+  Client* FindWaiting(std::string_view ident);
+
+  event::Loop& loop_;
+  ConnectionBudget& budget_;
+  Handlers handlers_;
+  std::string path_;
+  UniqueFd listener_;
+  event::FdWatch listener_watch_;
+  std::map<int, std::unique_ptr<Client>> clients_;  // keyed by fd
+};
+
+// "SOCKET<fd>" <-> fd. nullopt for anything else.
+std::string SocketIdent(int fd);
+std::optional<int> ParseSocketIdent(std::string_view ident);
+
+}  // namespace qrexec::agent
