@@ -1,0 +1,350 @@
+#include "policy_server.h"
+
+#include <sys/epoll.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <string_view>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "base/escape_filter.h"
+#include "base/limits.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "policy/socket_request.h"
+
+namespace qrexec::policy_tools {
+namespace {
+
+constexpr size_t kMaxConnections = 1024;
+constexpr size_t kMaxPendingAsks = limits::kMaxPendingPolicy;
+constexpr size_t kMaxAgentCalls = 2 * limits::kMaxPendingPolicy;
+constexpr size_t kMaxEvalBody = 96;
+constexpr size_t kMaxEvalRequest = limits::kMaxServiceNameLen + 1024 + kMaxEvalBody;
+constexpr std::string_view kEvalSimpleService = "policy.EvalSimple";
+constexpr std::string_view kEvalGuiService = "policy.EvalGUI";
+
+const policy::SystemInfo& EmptySystemInfo() {
+  static const policy::SystemInfo kEmpty;
+  return kEmpty;
+}
+
+bool IsEvalNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '@' ||
+         c == '_' || c == '-' || c == '.';
+}
+
+bool IsEvalName(std::string_view name, size_t max_len) {
+  if (name.empty() || name.size() > max_len) return false;
+  for (char c : name)
+    if (!IsEvalNameChar(c)) return false;
+  return true;
+}
+
+// A checked policy.EvalSimple / policy.EvalGUI request (policy-language.md §5.1).
+struct EvalRequest {
+  std::string caller;
+  std::string service_and_arg;
+  std::string source;
+  std::string target;
+};
+
+Result<EvalRequest> DecodeEvalRequest(std::string_view expected_service, std::string_view untrusted) {
+  auto nul = untrusted.find('\0');
+  if (nul == std::string_view::npos) return MakeError(ErrorKind::kMalformed, "no header");
+  std::string_view header = untrusted.substr(0, nul);
+  std::string_view body = untrusted.substr(nul + 1);
+  auto space = header.find(' ');
+  std::string_view invoked = header.substr(0, space);
+  std::string_view rest = space == std::string_view::npos ? "" : header.substr(space + 1);
+  auto plus = invoked.find('+');
+  if (invoked.substr(0, plus) != expected_service)
+    return MakeError(ErrorKind::kMalformed, "wrong service name");
+  if (plus == std::string_view::npos || plus + 1 == invoked.size() || invoked[plus + 1] == '+')
+    return MakeError(ErrorKind::kMalformed, "missing or invalid service to evaluate");
+  if (body.size() > kMaxEvalBody) return MakeError(ErrorKind::kMalformed, "body too long");
+  auto body_nul = body.find('\0');
+  if (body_nul == std::string_view::npos) return MakeError(ErrorKind::kMalformed, "no target");
+  EvalRequest request;
+  request.caller = std::string(rest.substr(0, rest.find(' ')));
+  request.service_and_arg = std::string(invoked.substr(plus + 1));
+  request.source = std::string(body.substr(0, body_nul));
+  request.target = std::string(body.substr(body_nul + 1));
+  if (!IsEvalName(request.source, 31) || !IsEvalName(request.target, 63))
+    return MakeError(ErrorKind::kMalformed, "invalid source or target");
+  return request;
+}
+
+bool HasGuiTag(const policy::SystemInfo& info, std::string_view name, const std::string& tag) {
+  const policy::Domain* domain = info.Find(name);
+  return domain != nullptr && domain->HasTag(tag);
+}
+
+}  // namespace
+
+struct PolicyServer::Listener {
+  Kind kind;
+  UniqueFd fd;
+  FdWatch watch;
+};
+
+struct PolicyServer::Connection {
+  Kind kind;
+  UniqueFd fd;
+  FdWatch watch;
+  std::string untrusted_in;
+  std::string out;
+  size_t out_done = 0;
+};
+
+PolicyServer::PolicyServer(ServeLoop& loop, PolicyStore& store, ServerOptions options)
+    : loop_(loop), store_(store), options_(std::move(options)) {}
+
+PolicyServer::~PolicyServer() = default;
+
+Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(ServeLoop& loop, PolicyStore& store,
+                                                           ServerOptions options) {
+  std::unique_ptr<PolicyServer> server(new PolicyServer(loop, store, std::move(options)));
+  for (auto [kind, path] : {std::pair{Kind::kPolicySocket, server->options_.socket_path},
+                            {Kind::kEvalSimple, server->options_.eval_socket_path},
+                            {Kind::kEvalGui, server->options_.gui_socket_path}}) {
+    if (path.empty()) continue;
+    if (auto status = server->Listen(kind, path); !status) return tl::unexpected(status.error());
+  }
+  return server;
+}
+
+Status PolicyServer::Listen(Kind kind, const std::string& path) {
+  auto fd = sys::UnixListen(path, 512, /*nonblocking=*/true);
+  if (!fd) return tl::unexpected(fd.error());
+  if (::chmod(path.c_str(), 0660) < 0) return ErrnoError("chmod " + path);
+  auto listener = std::make_unique<Listener>(Listener{kind, std::move(*fd), {}});
+  Listener* raw = listener.get();
+  auto watch = loop_.Watch(raw->fd.get(), EPOLLIN, [this, raw](uint32_t) { OnAccept(*raw); });
+  if (!watch) return tl::unexpected(watch.error());
+  raw->watch = std::move(*watch);
+  listeners_.push_back(std::move(listener));
+  return Ok();
+}
+
+void PolicyServer::OnAccept(Listener& listener) {
+  for (int i = 0; i < 64; ++i) {
+    auto fd = sys::Accept(listener.fd.get(), /*nonblocking=*/true);
+    if (!fd) {
+      if (fd.error().kind != ErrorKind::kOverloaded) LOG_WARNING("accept: {}", fd.error().ToString());
+      return;
+    }
+    if (connections_.size() >= kMaxConnections) {
+      LOG_WARNING("too many connections ({}), dropping one", connections_.size());
+      continue;
+    }
+    uint64_t id = next_id_++;
+    auto conn = std::make_unique<Connection>(Connection{listener.kind, std::move(*fd), {}, {}, {}, 0});
+    auto watch = loop_.Watch(conn->fd.get(), EPOLLIN, [this, id](uint32_t) { OnReadable(id); });
+    if (!watch) {
+      LOG_WARNING("watch: {}", watch.error().ToString());
+      continue;
+    }
+    conn->watch = std::move(*watch);
+    connections_.emplace(id, std::move(conn));
+  }
+}
+
+PolicyServer::Connection* PolicyServer::Find(uint64_t id) {
+  auto it = connections_.find(id);
+  return it == connections_.end() ? nullptr : it->second.get();
+}
+
+void PolicyServer::OnReadable(uint64_t id) {
+  Connection* conn = Find(id);
+  if (conn == nullptr) return;
+  size_t limit = conn->kind == Kind::kPolicySocket ? limits::kMaxPolicyRequest : kMaxEvalRequest;
+  char buf[8192];
+  for (;;) {
+    auto n = sys::ReadSome(conn->fd.get(), std::as_writable_bytes(std::span(buf)));
+    if (!n) {
+      if (n.error().sys_errno == EAGAIN) return;
+      LOG_DEBUG("read: {}", n.error().ToString());
+      return Close(id);
+    }
+    if (*n == 0) return OnRequestComplete(id);
+    if (conn->untrusted_in.size() + *n > limit) {
+      LOG_WARNING("request too long, closing the connection");
+      return Close(id);
+    }
+    conn->untrusted_in.append(buf, *n);
+    if (conn->kind == Kind::kPolicySocket && policy::FindPolicyRequestEnd(conn->untrusted_in))
+      return OnRequestComplete(id);
+  }
+}
+
+void PolicyServer::OnRequestComplete(uint64_t id) {
+  Connection* conn = Find(id);
+  conn->watch.Reset();  // nothing more is read; the reply re-arms it if needed
+  if (conn->kind != Kind::kPolicySocket) return HandleEvalRequest(id);
+  auto request = policy::ParsePolicySocketRequest(conn->untrusted_in);
+  if (!request) {
+    LOG_WARNING("error parsing policy request: {}", SanitizeForLog(request.error().message));
+    return Close(id);
+  }
+  HandlePolicyRequest(id, *request);
+}
+
+void PolicyServer::HandlePolicyRequest(uint64_t id, const policy::PolicySocketRequest& request) {
+  store_.Acquire([this, id, request](const Snapshot& snapshot) { Decide(id, request, snapshot); });
+}
+
+void PolicyServer::Decide(uint64_t id, const policy::PolicySocketRequest& r, const Snapshot& snapshot) {
+  auto request = policy::MakeRequest(r.source, r.intended_target, r.service_and_arg,
+                                     r.requested_source.value_or(""));
+  policy::Decision decision;
+  if (!snapshot.policy) {
+    decision = policy::DenyForLoadError(snapshot.policy_error, request);
+  } else if (!snapshot.system_info) {
+    decision = policy::DenyForLoadError(
+        Error{ErrorKind::kInternal, "system info unavailable: " + snapshot.system_info_error, 0},
+        request);
+  } else {
+    decision = policy::Evaluate(*snapshot.policy, *snapshot.system_info, request);
+  }
+  const policy::SystemInfo& info = snapshot.system_info ? *snapshot.system_info : EmptySystemInfo();
+  decision = policy::ApplyMode(decision, info, r.just_evaluate, r.assume_yes_for_ask);
+  for (const auto& warning : decision.warnings) LOG_WARNING("{}", SanitizeForLog(warning));
+  if (decision.verdict == policy::Verdict::kAsk) return StartAsk(id, decision, snapshot);
+  Conclude(id, decision, snapshot.system_info, r.just_evaluate);
+}
+
+void PolicyServer::StartAsk(uint64_t id, const policy::Decision& ask, const Snapshot& snapshot) {
+  auto info = snapshot.system_info;  // non-null: an ask needs a evaluated policy
+  const policy::Domain* source = info->Find(ask.source);
+  if (source == nullptr || !source->guivm) {
+    LOG_INFO("no GuiVM to ask for {}", SanitizeForLog(ask.source));
+    return Conclude(id, policy::DenyAsk(ask), info, false);
+  }
+  if (pending_asks_ >= kMaxPendingAsks) {
+    LOG_WARNING("too many pending asks; refusing");
+    return Conclude(id, policy::DenyAsk(ask), info, false);
+  }
+  nlohmann::json body = {{"source", ask.source},
+                         {"service", ask.service},
+                         {"argument", ask.argument},
+                         {"targets", ask.targets},
+                         {"default_target", ask.default_target.value_or("")},
+                         {"icons", info->IconsForAsk()}};
+  uint64_t call_id = next_id_++;
+  auto done = [this, id, call_id, ask, info](Result<std::string> reply) {
+    --pending_asks_;
+    loop_.Post([this, call_id] { agent_calls_.erase(call_id); });
+    if (!reply) LOG_WARNING("policy.Ask failed: {}", reply.error().ToString());
+    std::string text = reply ? *reply : std::string();
+    Conclude(id, policy::ApplyAgentReply(ask, text, *info), info, false);
+  };
+  auto call = AgentCall::Start(loop_, options_.agent, "policy.Ask", *source->guivm,
+                               body.dump(-1, ' ', /*ensure_ascii=*/true), std::move(done));
+  if (!call) {
+    LOG_WARNING("cannot reach the policy agent of {}: {}", *source->guivm, call.error().ToString());
+    return Conclude(id, policy::ApplyAgentReply(ask, "", *info), info, false);
+  }
+  ++pending_asks_;
+  agent_calls_.emplace(call_id, std::move(*call));
+}
+
+void PolicyServer::Conclude(uint64_t id, const policy::Decision& decision,
+                            std::shared_ptr<const policy::SystemInfo> info, bool just_evaluate) {
+  if (decision.verdict == policy::Verdict::kDeny)
+    LOG_INFO("{} -> {} {}{}: denied: {}", SanitizeForLog(decision.source),
+             SanitizeForLog(decision.raw_target), SanitizeForLog(decision.service),
+             SanitizeForLog(decision.argument), SanitizeForLog(decision.reason));
+  if (!just_evaluate && decision.notify && info) Notify(decision, *info);
+  Reply(id, decision.answer);
+}
+
+void PolicyServer::Notify(const policy::Decision& decision, const policy::SystemInfo& info) {
+  const policy::Domain* source = info.Find(decision.source);
+  if (source == nullptr || !source->guivm) return;
+  if (agent_calls_.size() >= kMaxAgentCalls) {
+    LOG_WARNING("too many pending agent calls; dropping a notification");
+    return;
+  }
+  bool allowed = decision.verdict == policy::Verdict::kAllow;
+  nlohmann::json body = {{"resolution", allowed ? "allow" : "deny"},
+                         {"service", decision.service},
+                         {"argument", decision.argument},
+                         {"source", decision.source},
+                         {"target", allowed ? decision.target : decision.raw_target}};
+  uint64_t call_id = next_id_++;
+  auto done = [this, call_id](Result<std::string> reply) {
+    if (!reply) LOG_WARNING("policy.Notify failed: {}", reply.error().ToString());
+    loop_.Post([this, call_id] { agent_calls_.erase(call_id); });
+  };
+  auto call = AgentCall::Start(loop_, options_.agent, "policy.Notify", *source->guivm,
+                               body.dump(-1, ' ', true), std::move(done));
+  if (!call) {
+    LOG_WARNING("policy.Notify to {} failed: {}", *source->guivm, call.error().ToString());
+    return;
+  }
+  agent_calls_.emplace(call_id, std::move(*call));
+}
+
+void PolicyServer::HandleEvalRequest(uint64_t id) {
+  Connection* conn = Find(id);
+  bool gui = conn->kind == Kind::kEvalGui;
+  auto request = DecodeEvalRequest(gui ? kEvalGuiService : kEvalSimpleService, conn->untrusted_in);
+  if (!request) {
+    LOG_WARNING("bad {} request: {}", gui ? kEvalGuiService : kEvalSimpleService,
+                request.error().message);
+    return Close(id);
+  }
+  store_.Acquire([this, id, gui, request = *request](const Snapshot& snapshot) {
+    if (!snapshot.policy || !snapshot.system_info) return Reply(id, "result=deny\n");
+    const policy::SystemInfo& info = *snapshot.system_info;
+    if (gui) {
+      std::string tag = "guivm-" + request.caller;
+      if (!HasGuiTag(info, request.source, tag) || !HasGuiTag(info, request.target, tag)) {
+        LOG_WARNING("policy.EvalGUI from {}: not the GuiVM of the queried qubes",
+                    SanitizeForLog(request.caller));
+        return Close(id);
+      }
+    }
+    auto decision = policy::Evaluate(*snapshot.policy, info,
+                                     policy::MakeRequest(request.source, request.target,
+                                                         request.service_and_arg));
+    decision = policy::ApplyMode(decision, info, /*just_evaluate=*/true, /*assume_yes_for_ask=*/true);
+    bool allowed = decision.verdict == policy::Verdict::kAllow;
+    Reply(id, allowed ? "result=allow\n" : "result=deny\n");
+  });
+}
+
+void PolicyServer::Reply(uint64_t id, std::string answer) {
+  Connection* conn = Find(id);
+  if (conn == nullptr) return;
+  conn->out = std::move(answer);
+  conn->out_done = 0;
+  OnWritable(id);
+}
+
+void PolicyServer::OnWritable(uint64_t id) {
+  Connection* conn = Find(id);
+  if (conn == nullptr) return;
+  while (conn->out_done < conn->out.size()) {
+    auto n = sys::WriteSome(conn->fd.get(),
+                            sys::AsBytes(std::string_view(conn->out).substr(conn->out_done)));
+    if (!n) {
+      if (n.error().sys_errno != EAGAIN) return Close(id);  // the client left
+      if (!conn->watch.active()) {
+        auto watch = loop_.Watch(conn->fd.get(), EPOLLOUT, [this, id](uint32_t) { OnWritable(id); });
+        if (!watch) return Close(id);
+        conn->watch = std::move(*watch);
+      }
+      return;
+    }
+    conn->out_done += *n;
+  }
+  Close(id);
+}
+
+void PolicyServer::Close(uint64_t id) { connections_.erase(id); }
+
+}  // namespace qrexec::policy_tools
