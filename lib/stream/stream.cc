@@ -345,7 +345,7 @@ void Engine::OnChildExit(int status) {
 void Engine::OnHello() {
   LOG_DEBUG("data channel: protocol version {}", decoder_.version());
   if (role_ == Role::kCaller) {
-    auto prefix = sys::AsBytes(prefix_data_);
+    auto prefix = std::as_bytes(std::span<const char>(prefix_data_));
     size_t chunk = decoder_.max_chunk();
     for (size_t off = 0; off < prefix.size(); off += chunk) {
       Queue(proto::MsgType::kDataStdin, prefix.subspan(off, std::min(chunk, prefix.size() - off)));
