@@ -1,0 +1,28 @@
+// Private to lib/host: the runtime record of one domain.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "host/host.h"
+
+namespace qrexec::host {
+
+struct Host::Domain {
+  DomainConfig config;
+  uint32_t id = 0;
+  PowerState state = PowerState::kHalted;
+  bool dynamic = false;     // created by CreateDisposable: destroyed when it stops
+  std::string scratch_dir;  // a disposable's storage, removed when it stops
+  Child sandbox;
+  Child daemon;
+  admin::PollLoop::Id sandbox_watch = 0;
+  admin::PollLoop::Id daemon_watch = 0;
+  admin::PollLoop::Id ready_timer = 0;
+  sys::Clock::time_point start_deadline;
+  std::vector<StartDone> waiters;
+
+  bool disposable() const { return config.klass == DomainClass::kDispVM; }
+};
+
+}  // namespace qrexec::host

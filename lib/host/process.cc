@@ -1,0 +1,169 @@
+#include "host/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace qrexec::host {
+namespace {
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+}  // namespace
+
+void Child::Signal(int sig) const {
+  if (pid_ <= 0) return;
+  if (pidfd_.valid()) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0);
+  } else {
+    ::kill(pid_, sig);
+  }
+}
+
+std::optional<int> Child::TryReap() {
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  pid_t got = ::waitpid(pid_, &status, WNOHANG);
+  if (got == pid_ || (got < 0 && errno == ECHILD)) {
+    pid_ = -1;
+    pidfd_.reset();
+    return got == pid_ ? status : 0;
+  }
+  return std::nullopt;
+}
+
+Result<int> Child::Wait(const sys::Deadline& deadline) {
+  while (true) {
+    if (auto status = TryReap()) return *status;
+    if (deadline.expired()) return MakeError(ErrorKind::kTimedOut, "child did not exit in time");
+    if (pidfd_.valid()) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
+      int timeout = deadline.PollTimeoutMs();
+      ::poll(&p, 1, timeout < 0 || timeout > 100 ? 100 : timeout);
+    } else {
+      ::usleep(10000);
+    }
+  }
+}
+
+void Child::Stop(std::chrono::milliseconds grace) {
+  if (!valid()) return;
+  Signal(SIGTERM);
+  if (Wait(sys::Deadline::After(grace))) return;
+  Signal(SIGKILL);
+  (void)Wait(sys::Deadline::After(std::chrono::seconds(10)));
+}
+
+Result<Child> Spawn(const SpawnOptions& options) {
+  if (options.argv.empty()) return MakeError(ErrorKind::kInternal, "spawn: empty argv");
+  std::vector<char*> argv, envp;
+  for (const auto& arg : options.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& var : options.env) envp.push_back(const_cast<char*>(var.c_str()));
+  envp.push_back(nullptr);
+  UniqueFd log_fd, null_fd;
+  if (!options.log_path.empty()) {
+    log_fd.reset(::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    if (!log_fd.valid()) return ErrnoError("open " + options.log_path);
+  }
+  if (!options.inherit_stdin) {
+    null_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null_fd.valid()) return ErrnoError("open /dev/null");
+  }
+  // Reports exec failure (errno) to the parent; closes on successful exec.
+  auto status_pipe = sys::Pipe();
+  if (!status_pipe) return tl::unexpected(status_pipe.error());
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork");
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaction(sig, &dfl, nullptr);
+    if (options.new_session) ::setsid();
+    if (null_fd.valid()) ::dup2(null_fd.get(), 0);
+    if (log_fd.valid()) {
+      ::dup2(log_fd.get(), 1);
+      ::dup2(log_fd.get(), 2);
+    }
+    int keep[] = {status_pipe->second.get()};
+    sys::CloseFdsExcept(keep);
+    ::execve(argv[0], argv.data(), envp.data());
+    int err = errno;
+    (void)!::write(status_pipe->second.get(), &err, sizeof err);
+    ::_exit(127);
+  }
+  status_pipe->second.reset();
+  UniqueFd pidfd(PidfdOpen(pid));
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_pipe->first.get(), &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof child_errno) {
+    int status;
+    ::waitpid(pid, &status, 0);
+    return ErrnoError("exec " + options.argv[0], child_errno);
+  }
+  return Child(pid, std::move(pidfd));
+}
+
+int ExitCodeOf(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return 255;
+}
+
+std::vector<std::string> MakeEnvironment(const std::vector<std::string>& drop_prefixes,
+                                         const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  auto name_of = [](const std::string& var) { return var.substr(0, var.find('=')); };
+  for (char** p = environ; p != nullptr && *p != nullptr; ++p) {
+    std::string var(*p);
+    bool drop = false;
+    for (const auto& prefix : drop_prefixes)
+      if (var.compare(0, prefix.size(), prefix) == 0) drop = true;
+    for (const auto& add : extra)
+      if (name_of(add) == name_of(var)) drop = true;
+    if (!drop) env.push_back(std::move(var));
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t child;
+  while (in >> child) out.push_back(child);
+  return out;
+}
+
+Result<int> RunProgram(const std::vector<std::string>& argv, const sys::Deadline& deadline) {
+  SpawnOptions options;
+  options.argv = argv;
+  options.env = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
+  auto child = Spawn(options);
+  if (!child) return tl::unexpected(child.error());
+  auto status = child->Wait(deadline);
+  if (!status) {
+    child->Signal(SIGKILL);
+    (void)child->Wait(sys::Deadline::Never());
+    return tl::unexpected(status.error());
+  }
+  return ExitCodeOf(*status);
+}
+
+}  // namespace qrexec::host

@@ -1,0 +1,70 @@
+// Child processes of the host (sandboxes, daemons, the policy daemon): built
+// argv/envp before fork, only async-signal-safe calls between fork and exec,
+// a pidfd to watch and signal them without pid reuse races.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/sys.h"
+#include "base/unique_fd.h"
+
+namespace qrexec::host {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is the program path
+  std::vector<std::string> env;   // the complete environment ("K=V")
+  // stdout and stderr go here (appended); empty: inherit ours.
+  std::string log_path;
+  // stdin: /dev/null unless inherit_stdin.
+  bool inherit_stdin = false;
+  // setsid() in the child (not attached to our terminal's signals).
+  bool new_session = true;
+};
+
+class Child {
+ public:
+  Child() = default;
+  Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  Child(Child&&) = default;
+  Child& operator=(Child&&) = default;
+
+  bool valid() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Readable once the child has exited.
+  int pidfd() const { return pidfd_.get(); }
+  // Sends a signal unless the child has been reaped.
+  void Signal(int sig) const;
+  // Reaps the child if it has exited; returns its wait status.
+  std::optional<int> TryReap();
+  // Waits until it exits (or the deadline passes) and reaps it.
+  Result<int> Wait(const sys::Deadline& deadline);
+  // SIGTERM, wait up to `grace`, then SIGKILL and reap.
+  void Stop(std::chrono::milliseconds grace);
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+};
+
+Result<Child> Spawn(const SpawnOptions& options);
+
+// Exit code in the shell's convention: status, or 128+signal.
+int ExitCodeOf(int wait_status);
+
+// The current environment, minus variables whose names start with any of
+// `drop_prefixes`, plus `extra` ("K=V", replacing same-named ones).
+std::vector<std::string> MakeEnvironment(const std::vector<std::string>& drop_prefixes,
+                                         const std::vector<std::string>& extra);
+
+// The pids of the direct children of `pid` (from /proc).
+std::vector<pid_t> ChildrenOf(pid_t pid);
+
+// Runs a program to completion (cp, for disposable homes). Returns its exit code.
+Result<int> RunProgram(const std::vector<std::string>& argv, const sys::Deadline& deadline);
+
+}  // namespace qrexec::host

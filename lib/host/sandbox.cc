@@ -1,0 +1,115 @@
+#include "host/sandbox.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+namespace qrexec::host {
+namespace {
+
+// /etc entries copied read-only from the system root when they exist.
+constexpr const char* kEtcEntries[] = {
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf",
+    "host.conf",   "hosts",      "profile",      "profile.d",    "bash.bashrc", "environment",
+    "shells",      "login.defs", "pam.d",        "security",     "ssl",         "mime.types",
+    "os-release",  "timezone",   "inputrc",      "debian_version"};
+
+constexpr const char* kTopLevel[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+
+bool IsDir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+const std::vector<std::string>& SandboxCapabilities() {
+  static const std::vector<std::string> kCaps = {"CAP_SETUID", "CAP_SETGID", "CAP_CHOWN",
+                                                 "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL",
+                                                 "CAP_AUDIT_WRITE"};
+  return kCaps;
+}
+
+std::string SandboxPasswd(const std::string& user) {
+  std::string text = "root:x:0:0:root:/root:/bin/bash\n";
+  if (user != "root") text += user + ":x:1000:1000:" + user + ":/home/" + user + ":/bin/bash\n";
+  text += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+  return text;
+}
+
+std::string SandboxGroup(const std::string& user) {
+  std::string text = "root:x:0:\n";
+  if (user != "root") text += user + ":x:1000:\nqubes:x:98:" + user + "\n";
+  text += "nogroup:x:65534:\n";
+  return text;
+}
+
+std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
+  std::vector<std::string> a = {spec.bwrap};
+  auto add = [&a](std::initializer_list<std::string> items) { a.insert(a.end(), items); };
+  add({"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+       "--die-with-parent", "--new-session", "--hostname", spec.name});
+  add({"--cap-drop", "ALL"});
+  for (const auto& cap : SandboxCapabilities()) add({"--cap-add", cap});
+
+  std::string root = spec.system_root.empty() ? "/" : spec.system_root;
+  auto in_root = [&root](const std::string& rel) {
+    return (std::filesystem::path(root) / rel).lexically_normal().string();
+  };
+  // The system, read-only.
+  add({"--ro-bind", in_root("usr"), "/usr"});
+  for (const char* top : kTopLevel) {
+    std::string host_path = in_root(top);
+    std::error_code ec;
+    auto status = std::filesystem::symlink_status(host_path, ec);
+    if (ec || !std::filesystem::exists(status)) continue;
+    if (std::filesystem::is_symlink(status)) {
+      add({"--symlink", std::filesystem::read_symlink(host_path, ec).string(), std::string("/") + top});
+    } else if (std::filesystem::is_directory(status)) {
+      add({"--ro-bind", host_path, std::string("/") + top});
+    }
+  }
+  add({"--dir", "/etc"});
+  for (const char* entry : kEtcEntries) add({"--ro-bind-try", in_root(std::string("etc/") + entry), std::string("/etc/") + entry});
+  if (!spec.passwd_file.empty()) add({"--ro-bind", spec.passwd_file, "/etc/passwd"});
+  if (!spec.group_file.empty()) add({"--ro-bind", spec.group_file, "/etc/group"});
+
+  add({"--proc", "/proc", "--dev", "/dev"});
+  add({"--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--symlink", "../run", "/var/run"});
+  add({"--dir", "/var/tmp", "--dir", "/run/qubes", "--dir", "/root"});
+  // Services and rpc-config: the template's under /etc, the domain's own
+  // under /usr/local (first in the search path, as in Qubes).
+  add({"--dir", "/etc/qubes-rpc", "--dir", "/etc/qubes/rpc-config"});
+  if (!spec.template_service_dir.empty() && IsDir(spec.template_service_dir))
+    add({"--ro-bind", spec.template_service_dir, "/etc/qubes-rpc"});
+  if (!spec.template_rpc_config_dir.empty() && IsDir(spec.template_rpc_config_dir))
+    add({"--ro-bind", spec.template_rpc_config_dir, "/etc/qubes/rpc-config"});
+  add({"--tmpfs", "/usr/local", "--dir", "/usr/local/bin", "--dir", "/usr/local/etc/qubes-rpc", "--dir",
+       "/usr/local/etc/qubes/rpc-config"});
+  if (!spec.own_service_dir.empty() && IsDir(spec.own_service_dir))
+    add({"--ro-bind", spec.own_service_dir, "/usr/local/etc/qubes-rpc"});
+  if (!spec.own_rpc_config_dir.empty() && IsDir(spec.own_rpc_config_dir))
+    add({"--ro-bind", spec.own_rpc_config_dir, "/usr/local/etc/qubes/rpc-config"});
+  for (const auto& [host_path, name] : spec.programs)
+    add({"--ro-bind", host_path, std::string(kSandboxBinDir) + "/" + name});
+
+  std::string home = spec.user == "root" ? "/root" : "/home/" + spec.user;
+  if (!spec.home_dir.empty()) add({"--bind", spec.home_dir, home});
+  if (!spec.broker_socket.empty()) add({"--ro-bind", spec.broker_socket, kSandboxBrokerSocket});
+
+  add({"--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+       "--setenv", "HOSTNAME", spec.name, "--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8",
+       "--setenv", "QREXEC_BROKER_SOCKET", kSandboxBrokerSocket, "--setenv", "VCHAN_DOMAIN",
+       std::to_string(spec.domain_id), "--setenv", "QREXEC_SERVICE_PATH", kSandboxServicePath,
+       "--setenv", "QUBES_RPC_CONFIG_PATH", kSandboxRpcConfigPath});
+  for (const auto& var : spec.extra_env) {
+    size_t eq = var.find('=');
+    if (eq == std::string::npos) continue;
+    add({"--setenv", var.substr(0, eq), var.substr(eq + 1)});
+  }
+  add({"--chdir", "/", "--"});
+  a.insert(a.end(), spec.command.begin(), spec.command.end());
+  return a;
+}
+
+}  // namespace qrexec::host

@@ -1,0 +1,65 @@
+// Domains as bubblewrap sandboxes: the bwrap command line for one domain.
+//
+// Inside a sandbox:
+//   /usr, /bin, /lib*, /sbin    read-only, from the template's root (or the host)
+//   /etc                        a few read-only files from that root, plus the
+//                               domain's generated passwd/group
+//   /etc/qubes-rpc              the template's services (read-only)
+//   /etc/qubes/rpc-config       the template's rpc-config (read-only)
+//   /usr/local                  tmpfs; /usr/local/etc/qubes-rpc and
+//                               /usr/local/etc/qubes/rpc-config hold the
+//                               domain's own services and rpc-config (read-only),
+//                               /usr/local/bin the qrexec programs (read-only)
+//   /home/<user>                the domain's private home (read-write)
+//   /tmp, /run, /var            tmpfs (/var/run -> /run)
+//   /run/qubes/broker.sock      the domain's broker socket
+// Namespaces: mount, PID, IPC, UTS (hostname = domain name), network (only
+// loopback), cgroup when available; no user namespace (the host is root).
+// All capabilities but those a service launcher needs are dropped.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace qrexec::host {
+
+inline constexpr const char* kSandboxBrokerSocket = "/run/qubes/broker.sock";
+inline constexpr const char* kSandboxAgentSocket = "/run/qubes/qrexec-agent";
+inline constexpr const char* kSandboxBinDir = "/usr/local/bin";
+inline constexpr const char* kSandboxServicePath = "/run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc";
+inline constexpr const char* kSandboxRpcConfigPath =
+    "/run/qubes/rpc-config:/usr/local/etc/qubes/rpc-config:/etc/qubes/rpc-config";
+
+struct SandboxSpec {
+  std::string bwrap = "/usr/bin/bwrap";
+  std::string name;
+  unsigned domain_id = 0;
+  std::string system_root;          // "" or "/": the host's system directories
+  std::string home_dir;             // host path, bound read-write at /home/<user>
+  std::string user = "user";
+  std::string passwd_file;          // host paths of the generated files
+  std::string group_file;
+  std::string template_service_dir;  // may be empty
+  std::string own_service_dir;
+  std::string template_rpc_config_dir;
+  std::string own_rpc_config_dir;
+  std::string broker_socket;        // host path
+  // Host path -> name under /usr/local/bin (read-only).
+  std::vector<std::pair<std::string, std::string>> programs;
+  std::vector<std::string> extra_env;  // "K=V"
+  std::vector<std::string> command;    // the first process inside
+};
+
+// The complete argv (starting with the bwrap path).
+std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec);
+
+// /etc/passwd and /etc/group text for a sandbox with `user` as uid/gid 1000.
+std::string SandboxPasswd(const std::string& user);
+std::string SandboxGroup(const std::string& user);
+
+// Capabilities kept inside (for setuid to the service user, PAM, chown of
+// QubesIncoming...). Everything else, including CAP_SYS_ADMIN, is dropped.
+const std::vector<std::string>& SandboxCapabilities();
+
+}  // namespace qrexec::host
