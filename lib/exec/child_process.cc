@@ -189,7 +189,6 @@ Result<std::optional<UserIdentity>> ResolveRunAs(const std::string& requested_us
         return MakeError(ErrorKind::kRefused, "unknown user");
       return tl::unexpected(ident.error());
     }
-    if (ident->uid == 0) return std::optional<UserIdentity>();
     return std::optional<UserIdentity>(std::move(*ident));
   }
   auto current = CurrentUserName();

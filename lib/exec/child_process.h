@@ -58,8 +58,9 @@ struct UserIdentity {
 Result<UserIdentity> LookupUser(const std::string& name);
 
 // The identity to run a service as, given the requested user name (§4.4):
-//  * we are root: the requested user; std::nullopt if that is root itself
-//    (no switch needed). An unknown user is kRefused.
+//  * we are root: the requested user (also when it is root itself: the
+//    service still gets its HOME/USER/... and starts in its home). An
+//    unknown user is kRefused.
 //  * we are not root: the requested user must be the current user (else
 //    kRefused); returns std::nullopt.
 // Every error is kRefused or kInternal, so ExitCodeForError() gives 125.

@@ -235,7 +235,9 @@ TEST(ResolveRunAs, AcceptsTheCurrentUser) {
   ASSERT_TRUE(self.has_value());
   auto run_as = ResolveRunAs("root");
   ASSERT_TRUE(run_as.has_value());
-  EXPECT_FALSE(run_as->has_value());
+  ASSERT_TRUE(run_as->has_value());
+  EXPECT_EQ((*run_as)->uid, 0u);
+  EXPECT_EQ((*run_as)->name, "root");
 }
 
 TEST(ResolveRunAs, UnknownUserIsRefused) {

@@ -174,7 +174,12 @@ StartedService StartService(const ServicePlan& plan, const ExecContext& ctx,
     if (shell.empty()) shell = "/bin/sh";
     SpawnSpec spec;
     spec.path = shell;
-    spec.argv = {shell, "-c", plan.command.shell_command};
+    // A command that starts with '-' would be read as shell options: end
+    // them with "--" (only then, so every other command is `$SHELL -c CMD`).
+    if (plan.command.shell_command.starts_with('-'))
+      spec.argv = {shell, "-c", "--", plan.command.shell_command};
+    else
+      spec.argv = {shell, "-c", plan.command.shell_command};
     for (const char* const* entry = base; entry != nullptr && *entry != nullptr; ++entry)
       if (!VariableName(*entry).empty()) spec.env.emplace_back(*entry);
     SetVariable(spec.env, "QREXEC_AGENT_PID", std::to_string(agent_pid));

@@ -255,6 +255,12 @@ TEST_F(ServiceTest, RootSwitchesToTheRequestedUser) {
   EXPECT_EQ(out, std::to_string(pw->pw_uid) + "\nnobody " + home + "\n1\n");
 }
 
+TEST_F(ServiceTest, LegacyCommandStartingWithADashIsNotAShellOption) {
+  // Run as `sh -c -- -x`: the shell looks for a command named "-x" (127)
+  // instead of taking -x as its own option.
+  EXPECT_EQ(Run(user_ + ":-x").first, 127);
+}
+
 TEST_F(ServiceTest, LegacyCommandsRunThroughTheShell) {
   auto [code, out] = Run(user_ + ":echo \"$QREXEC_AGENT_PID\"; echo $OTHER; exit 5");
   EXPECT_EQ(code, 5);
