@@ -537,6 +537,18 @@ TEST(Caller, LocalProgramExitCodeIsUsedWhenTheRemoteOneIsZero) {
   }
 }
 
+TEST(Caller, ClosedLocalStdoutGivesEpipeNotSigpipeAndTheCallStillEnds) {
+  LocalIo io;
+  auto run = StartCallerThread(MakeCaller(io, false));
+  io.out_r.reset();  // nobody will ever read our stdout
+  int peer = run.peer.get();
+  ExpectHello(peer, 4);
+  SendHello(peer, 4);
+  for (int i = 0; i < 4; ++i) Send(peer, kStdout, std::string(65536, 'p'));
+  SendExit(peer, 6);
+  EXPECT_EQ(Get(run.result).value_or(-1), 6);
+}
+
 // --- service ---
 
 ServiceConfig ServiceFor(Child& child) {
@@ -769,6 +781,20 @@ TEST(Service, HandshakeFirstThenStreamWithoutASecondHello) {
   auto outcome = Get(result);
   ASSERT_TRUE(outcome) << outcome.error().ToString();
   EXPECT_EQ(*outcome, 0);
+}
+
+TEST(Service, ChildClosingItsStdinEarlyDropsFurtherInputWithoutDying) {
+  Child child = Spawn({"sh", "-c", "exec 0<&-; sleep 0.2; echo done"});
+  auto run = StartServiceThread(ServiceFor(child));
+  int peer = run.peer.get();
+  SendHello(peer, 4);
+  for (int i = 0; i < 8; ++i) Send(peer, kStdin, std::string(65536, 'i'));
+  std::string out;
+  for (auto& m : RecvUntilExit(peer)) {
+    if (m.type == kStdout) out += m.data;
+  }
+  EXPECT_EQ(out, "done\n");
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
 }
 
 TEST(Service, HalfCloseStdoutEarlyWhileStdinKeepsFlowing) {
