@@ -67,9 +67,9 @@ Result<uint32_t> Handshake(int vchan_fd, uint32_t own_version, const sys::Deadli
 }
 
 Status SendSpawnFailure(int vchan_fd, int exit_code, uint32_t own_version,
-                        std::optional<uint32_t> negotiated_version) {
+                        std::optional<uint32_t> negotiated_version, const sys::Deadline& deadline) {
   if (!negotiated_version) {
-    auto version = Handshake(vchan_fd, own_version, sys::Deadline::Never());
+    auto version = Handshake(vchan_fd, own_version, deadline);
     if (!version) return tl::unexpected(version.error());
   }
   internal::ByteQueue out;
@@ -78,7 +78,7 @@ Status SendSpawnFailure(int vchan_fd, int exit_code, uint32_t own_version,
   std::byte code[4];
   proto::StoreU32(code, static_cast<uint32_t>(exit_code));
   internal::AppendMessage(out, proto::MsgType::kDataExitCode, code);
-  return sys::WriteAll(vchan_fd, out.data());
+  return sys::WriteAll(vchan_fd, out.data(), deadline);
 }
 
 }  // namespace qrexec::stream

@@ -193,9 +193,11 @@ Result<int> RunService(ServiceConfig config);
 // `negotiated_version` says it already happened), sends zero-length STDOUT,
 // zero-length STDERR and EXIT_CODE(exit_code) — normally 127 (not found) or
 // 125 (problem). Blocking; for the per-call handler before any loop runs.
+// `deadline` bounds the whole exchange (kTimedOut).
 Status SendSpawnFailure(int vchan_fd, int exit_code,
                         uint32_t own_version = proto::kProtocolVersion,
-                        std::optional<uint32_t> negotiated_version = std::nullopt);
+                        std::optional<uint32_t> negotiated_version = std::nullopt,
+                        const sys::Deadline& deadline = sys::Deadline::Never());
 
 // Blocking data-channel hello: sends HELLO{own_version}, reads the peer's
 // (type 0x300, len 4), returns min(own, peer); kMalformed if < 2 or
