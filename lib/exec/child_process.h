@@ -17,6 +17,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -95,7 +96,7 @@ class ChildProcess {
   // An unreaped child is sent SIGKILL and reaped (blocking).
   ~ChildProcess();
 
-  // 0 once reaped (or moved from): a reaped pid is never signalled.
+  // 0 once reaped, released or moved from: such a pid is never signalled.
   pid_t pid() const { return pid_; }
   bool reaped() const { return pid_ == 0; }
   // pidfd (pidfd_open) for event loops: readable when the child exits.
@@ -111,6 +112,15 @@ class ChildProcess {
   UniqueFd& stdin_fd() { return stdin_; }
   UniqueFd& stdout_fd() { return stdout_; }
   UniqueFd& stderr_fd() { return stderr_; }
+
+  // Gives the child up: returns its pid (0 if already reaped); from now on
+  // this object neither signals nor reaps it, and the caller is responsible
+  // for reaping (e.g. a stream engine that watches the pid, or a process
+  // that _exit()s and leaves the child to init). Take the pipes and the
+  // pidfd first if they are needed; they stay with this object otherwise.
+  [[nodiscard]] pid_t Release() { return std::exchange(pid_, 0); }
+  // Moves the pidfd out (invalid if none); the child stays owned.
+  UniqueFd TakePidfd() { return std::move(pidfd_); }
 
   // Blocks until the child exits and reaps it. Calling it again after the
   // child has been reaped returns the cached status.

@@ -229,6 +229,23 @@ TEST(ChildProcess, DestructorKillsAndReapsAnUnreapedChild) {
   EXPECT_EQ(errno, ECHILD);
 }
 
+TEST(ChildProcess, ReleasedChildIsNeitherKilledNorReaped) {
+  pid_t pid;
+  UniqueFd pidfd;
+  {
+    auto child = ChildProcess::Spawn(Shell("exit 9"));
+    ASSERT_TRUE(child.has_value());
+    pidfd = child->TakePidfd();
+    pid = child->Release();
+    EXPECT_GT(pid, 0);
+    EXPECT_TRUE(child->reaped());
+    EXPECT_EQ(child->Release(), 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(ExitStatusFromWaitStatus(status), ExitStatus(Exited{9}));
+}
+
 TEST(ResolveRunAs, AcceptsTheCurrentUser) {
   auto self = LookupUser("root");
   if (::geteuid() != 0) GTEST_SKIP() << "needs root: compares with root";

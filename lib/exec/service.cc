@@ -295,4 +295,23 @@ Status WaitForSession(const ExecContext& ctx, std::string_view user,
   return Ok();
 }
 
+std::string LoggerTag(const RpcCall& call) {
+  return SanitizeForLog(call.descriptor + "-" + call.source);
+}
+
+Result<ChildProcess> StartLogger(std::string_view tag) {
+  for (const char* path : {"/usr/bin/logger", "/bin/logger"}) {
+    if (::access(path, X_OK) != 0) continue;
+    SpawnSpec spec;
+    spec.path = path;
+    spec.argv = {"logger", "-t", std::string(tag)};
+    spec.env = FilteredEnvironment(environ);
+    spec.stdin_io = Stdio::Pipe();
+    spec.stdout_io = Stdio::Null();
+    spec.stderr_io = Stdio::Null();
+    return ChildProcess::Spawn(spec);
+  }
+  return MakeError(ErrorKind::kNotFound, "no logger program");
+}
+
 }  // namespace qrexec::exec

@@ -136,4 +136,14 @@ Result<ChildProcess> StartWaitForSession(const ExecContext& ctx, std::string_vie
 Status WaitForSession(const ExecContext& ctx, std::string_view user,
                       std::string_view remote_domain);
 
+// §4.6: service stderr is also copied to syslog through `logger -t TAG` with
+// TAG = "<SERVICE+ARG>-<SOURCE>" (the descriptor as received, a dash, the
+// source; escape-filtered).
+std::string LoggerTag(const RpcCall& call);
+// Starts `logger -t tag` (/usr/bin/logger, else /bin/logger; no PATH search)
+// with a pipe on its stdin (child.stdin_fd(): give it to the service as
+// stderr, or copy stderr into it) and /dev/null as stdout/stderr. The base
+// environment is `environ` minus QREXEC*. kNotFound when there is no logger.
+Result<ChildProcess> StartLogger(std::string_view tag);
+
 }  // namespace qrexec::exec

@@ -401,5 +401,24 @@ TEST_F(ServiceTest, WaitForSessionThatIgnoresStdinDoesNotKillUs) {
   EXPECT_TRUE(WaitForSession(ctx_, std::string(100000, 'u'), "work").has_value());
 }
 
+TEST(LoggerTag, IsDescriptorDashSource) {
+  auto cmd = ParseCommand("u:QUBESRPC foo.Bar+arg work");
+  ASSERT_TRUE(cmd.has_value());
+  EXPECT_EQ(LoggerTag(*cmd->rpc), "foo.Bar+arg-work");
+  cmd = ParseCommand("u:QUBESRPC foo.Bar\x1b[1m work");
+  ASSERT_TRUE(cmd.has_value());
+  EXPECT_EQ(LoggerTag(*cmd->rpc), "foo.Bar_[1m-work");
+}
+
+TEST(StartLogger, AcceptsLinesAndExits) {
+  auto logger = StartLogger("qrexec-exec-test");
+  if (!logger && logger.error().kind == ErrorKind::kNotFound) GTEST_SKIP() << "no logger";
+  ASSERT_TRUE(logger.has_value()) << logger.error().ToString();
+  ASSERT_TRUE(sys::WriteAll(logger->stdin_fd().get(), "test line\n").has_value());
+  logger->stdin_fd().reset();
+  // logger's exit status depends on syslog availability; it must just end.
+  EXPECT_TRUE(logger->Wait().has_value());
+}
+
 }  // namespace
 }  // namespace qrexec::exec
