@@ -951,5 +951,67 @@ TEST(BackPressure, CallerStopsReadingTheVchanWhenStdoutIsNotRead) {
   stream->reset();
 }
 
+TEST(StreamObject, DestroyingAStreamEarlyCancelsItWithoutACallback) {
+  event::Loop loop;
+  auto vchan = sys::SocketPair();
+  ASSERT_TRUE(vchan);
+  int peer = vchan->second.get();
+  LocalIo io;
+  CallerConfig config = MakeCaller(io);
+  config.vchan = std::move(vchan->first);
+  int calls = 0;
+  auto stream = Stream::StartCaller(loop, std::move(config), [&](Result<int>) { ++calls; });
+  ASSERT_TRUE(stream);
+  EXPECT_EQ((*stream)->role(), Role::kCaller);
+  SendHello(peer, 3);
+  while ((*stream)->negotiated_version() == 0) ASSERT_TRUE(loop.RunOnce(1000ms));
+  EXPECT_EQ((*stream)->negotiated_version(), 3u);
+  SendExit(peer, 1);
+  stream->reset();  // before the loop saw the exit code
+  ASSERT_TRUE(loop.RunOnce(50ms));
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(loop.registration_count(), 0u);
+  // Its fds were closed: the peer sees EOF after our hello.
+  ExpectHello(peer, 4);
+  EXPECT_FALSE(Recv(peer).has_value());
+  EXPECT_EQ(ReadAll(io.out_r.get()), "");
+}
+
+TEST(StreamObject, DoneCallbackRunsOnceFromTheLoopAndMayDestroyTheStream) {
+  event::Loop loop;
+  auto vchan = sys::SocketPair();
+  ASSERT_TRUE(vchan);
+  int peer = vchan->second.get();
+  CallerConfig config;
+  config.vchan = std::move(vchan->first);
+  config.err_fd = -1;
+  std::unique_ptr<Stream> stream;
+  std::optional<Result<int>> outcome;
+  int calls = 0;
+  auto started = Stream::StartCaller(loop, std::move(config), [&](Result<int> r) {
+    ++calls;
+    outcome = std::move(r);
+    stream.reset();
+  });
+  ASSERT_TRUE(started);
+  stream = std::move(*started);
+  SendHello(peer, 4);
+  SendExit(peer, 12);
+  for (int i = 0; i < 1000 && !outcome; ++i) ASSERT_TRUE(loop.RunOnce(100ms));
+  ASSERT_TRUE(outcome && *outcome);
+  EXPECT_EQ(**outcome, 12);
+  EXPECT_EQ(stream, nullptr);
+  ASSERT_TRUE(loop.RunOnce(10ms));
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(loop.registration_count(), 0u);
+}
+
+TEST(Helpers, WaitStatusMapping) {
+  EXPECT_EQ(WaitStatusToExitCode(3 << 8), 3);       // exited 3
+  EXPECT_EQ(WaitStatusToExitCode(SIGKILL), 137);    // killed by SIGKILL
+  EXPECT_EQ(CombineWithLocalProgram(0, 4), 4);
+  EXPECT_EQ(CombineWithLocalProgram(2, 4), 2);
+}
+
 }  // namespace
 }  // namespace qrexec::stream
