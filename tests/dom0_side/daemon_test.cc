@@ -1,0 +1,430 @@
+// Black-box tests of qrexec-daemon: the test plays the VM's agent (vchan
+// server of port 512), local clients, the target daemon, the policy daemon,
+// the fallback policy program and qubesd. Modeled on Qubes' TestDaemon.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <optional>
+#include <thread>
+
+#include "dom0_fixture.h"
+
+namespace qrexec::dom0test {
+namespace {
+
+constexpr int kDomid = 42;
+const std::string kPolicyAllowVault =
+    "user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:U2\nautostart=False\n"
+    "requested_target=vault";
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteFile(dir_ / "policy-answer", "result=deny\n");
+    WriteScript(dir_ / "policy",
+                "echo \"$@\" >> " + (dir_ / "policy-args") + "\ncat " + (dir_ / "policy-answer") +
+                    "\nexit $(cat " + (dir_ / "policy-exit") + " 2>/dev/null || echo 0)\n");
+  }
+
+  // Starts the daemon and plays the agent's side of the handshake.
+  void StartDaemon(uint32_t agent_version = 4) {
+    auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
+    ASSERT_TRUE(listener);
+    SpawnDaemon();
+    auto agent = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 512);
+    ASSERT_TRUE(agent);
+    agent_ = std::move(*agent);
+    auto version = Handshake(agent_.get(), agent_version);
+    ASSERT_TRUE(version);
+    EXPECT_EQ(*version, agent_version) << "the daemon echoes the agent's version";
+    WaitForPath(dir_ / "qrexec.42");
+  }
+
+  void SpawnDaemon() {
+    SpawnOptions options;
+    options.argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + (dir_ / "daemon.log"),
+                    BinPath("qrexec-daemon"), "--direct", "--socket-dir=" + dir_.path(),
+                    "--policy-program=" + (dir_ / "policy"),
+                    "--policy-socket=" + (dir_ / "policy.sock"),
+                    "--qubesd-socket=" + (dir_ / "qubesd.sock"), "-u", "U1",
+                    std::to_string(kDomid), "work", "alice"};
+    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
+                   {"QREXEC_DEBUG", "1"},           {"QREXEC_SERVICE_PATH", dir_ / "rpc"},
+                   {"QUBES_RPC_CONFIG_PATH", dir_ / "rpc-config"}};
+    options.unset_env = {"QREXEC_BROKER_SOCKET"};
+    options.stdin_mode = Stdio::kNull;
+    options.stdout_mode = Stdio::kNull;
+    options.stderr_mode = Stdio::kNull;
+    auto process = Process::Spawn(options);
+    ASSERT_TRUE(process);
+    daemon_.emplace(std::move(*process));
+  }
+
+  void WaitForPath(const std::string& path) {
+    for (int i = 0; i < 1000 && !PathExists(path); ++i)
+      std::this_thread::sleep_for(milliseconds(5));
+    ASSERT_TRUE(PathExists(path)) << path << "\n" << Log();
+  }
+
+  std::string Log() { return PathExists(dir_ / "daemon.log") ? ReadFile(dir_ / "daemon.log") : ""; }
+
+  // Waits (a little) for a log line: the daemon writes it after acting.
+  bool LogHas(const std::string& text) {
+    for (int i = 0; i < 200; ++i) {
+      if (Log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    return false;
+  }
+
+  // A local client after the hello exchange.
+  UniqueFd ConnectClient() {
+    auto fd = ConnectUnixRetry(dir_ / "qrexec.42");
+    EXPECT_TRUE(fd);
+    if (!fd) return UniqueFd();
+    EXPECT_EQ(Recv(fd->get()), (Msg{kHello, HelloBody(3)}));
+    EXPECT_TRUE(SendMessage(fd->get(), kHello, HelloBody(3)));
+    return std::move(*fd);
+  }
+
+  void SendTrigger(std::string_view target, std::string_view ident, std::string_view service,
+                   std::string_view source = "") {
+    ASSERT_TRUE(SendMessage(agent_.get(), kTrigger4, Trigger4Body(source, target, ident, service)));
+  }
+
+  void ExpectRefused(std::string_view ident) {
+    EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceRefused, Ident(ident)})) << Log();
+  }
+
+  // Plays the target daemon on an accepted connection: checks the command
+  // and answers {43, port}.
+  void ServeTarget(int fd, std::string_view expected_command, uint32_t port = 514) {
+    ASSERT_TRUE(ServeDaemonHello(fd));
+    EXPECT_EQ(Recv(fd), (Msg{kExecCmdline, CmdBody(kDomid, 0, expected_command)}));
+    ASSERT_TRUE(SendMessage(fd, kExecCmdline, U32(43) + U32(port)));
+  }
+
+  TempDir dir_;
+  std::optional<Process> daemon_;
+  UniqueFd agent_;
+};
+
+TEST_F(DaemonTest, EchoesTheAgentsProtocolVersion4) { StartDaemon(4); }
+
+TEST_F(DaemonTest, EchoesTheAgentsProtocolVersion3) { StartDaemon(3); }
+
+TEST_F(DaemonTest, RefusesAnAgentOlderThanProtocol2) {
+  auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(listener);
+  SpawnDaemon();
+  auto agent = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(agent);
+  ASSERT_TRUE(SendMessage(agent->get(), kHello, HelloBody(1)));
+  EXPECT_EQ(daemon_->Wait(), 1);
+  EXPECT_FALSE(PathExists(dir_ / "qrexec.42"));
+}
+
+TEST_F(DaemonTest, CreatesItsSocketWithNameAndUuidSymlinks) {
+  StartDaemon();
+  EXPECT_TRUE(PathExists(dir_ / "qrexec.work"));
+  EXPECT_TRUE(PathExists(dir_ / "qrexec.uuid:U1"));
+}
+
+TEST_F(DaemonTest, UsageErrorsExit1) {
+  auto no_uuid = RunProgram({.argv = {BinPath("qrexec-daemon"), "--direct", "42", "work"}});
+  EXPECT_EQ(no_uuid.exit_code, 1);
+  EXPECT_NE(no_uuid.err.find("UUID"), std::string::npos);
+  EXPECT_EQ(RunProgram({.argv = {BinPath("qrexec-daemon"), "-u", "x", "0", "work"}}).exit_code, 1);
+  EXPECT_EQ(RunProgram({.argv = {BinPath("qrexec-daemon"), "-h"}}).exit_code, 1);
+}
+
+TEST_F(DaemonTest, ForwardsAClientCommandWithAnAllocatedPortAndTheDefaultUser) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "DEFAULT:do something")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kExecCmdline, CmdBody(43, 514, "alice:do something")}));
+}
+
+TEST_F(DaemonTest, AllocatesTheNextEvenPortForAHigherPeer) {
+  StartDaemon();
+  UniqueFd first = ConnectClient();
+  ASSERT_TRUE(SendMessage(first.get(), kExecCmdline, CmdBody(43, 0, "user:a")));
+  EXPECT_EQ(Recv(first.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+  UniqueFd second = ConnectClient();
+  ASSERT_TRUE(SendMessage(second.get(), kExecCmdline, CmdBody(43, 0, "user:b")));
+  EXPECT_EQ(Recv(second.get()), (Msg{kExecCmdline, U32(kDomid) + U32(516)}));
+  UniqueFd lower = ConnectClient();
+  ASSERT_TRUE(SendMessage(lower.get(), kExecCmdline, CmdBody(7, 0, "user:c")));
+  EXPECT_EQ(Recv(lower.get()), (Msg{kExecCmdline, U32(kDomid) + U32(513)}));
+}
+
+TEST_F(DaemonTest, JustExecKeepsItsMessageType) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kJustExec, CmdBody(0, 0, "user:true")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kJustExec, U32(kDomid) + U32(513)}));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kJustExec, CmdBody(0, 513, "user:true")}));
+}
+
+TEST_F(DaemonTest, ConnectionTerminatedReleasesThePortAndClosesTheClient) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "user:a")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+  Recv(agent_.get());
+  // Wrong domain: nothing happens.
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(44) + U32(514)));
+  EXPECT_FALSE(WaitForEof(client.get(), milliseconds(200)));
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(514)));
+  EXPECT_TRUE(WaitForEof(client.get()));
+  UniqueFd again = ConnectClient();
+  ASSERT_TRUE(SendMessage(again.get(), kExecCmdline, CmdBody(43, 0, "user:b")));
+  EXPECT_EQ(Recv(again.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+}
+
+TEST_F(DaemonTest, DropsAClientWhoseHelloIsTooOld) {
+  StartDaemon();
+  auto fd = ConnectUnixRetry(dir_ / "qrexec.42");
+  ASSERT_TRUE(fd);
+  EXPECT_EQ(Recv(fd->get()), (Msg{kHello, HelloBody(3)}));
+  ASSERT_TRUE(SendMessage(fd->get(), kHello, HelloBody(2)));
+  EXPECT_TRUE(WaitForEof(fd->get()));
+}
+
+TEST_F(DaemonTest, DropsAClientWithAnInvalidRequest) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, U32(0) + U32(0) + "no-nul"));
+  EXPECT_TRUE(WaitForEof(client.get()));
+  UniqueFd other = ConnectClient();
+  ASSERT_TRUE(SendMessage(other.get(), kTrigger4, std::string(170, 'a')));
+  EXPECT_TRUE(WaitForEof(other.get()));
+}
+
+TEST_F(DaemonTest, DropsAServiceConnectForAnUnknownRequest) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kServiceConnect, U32(43) + U32(0) + Ident("SOCKET9")));
+  EXPECT_TRUE(WaitForEof(client.get()));
+}
+
+TEST_F(DaemonTest, SendsThePolicyRequestLinesAndRefusesOnDeny) {
+  FakeServer policy(dir_ / "policy.sock", {"result=deny"}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  ExpectRefused("SOCKET7");
+  auto requests = policy.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0],
+            "source=work\nrequested_source=\nintended_target=vault\n"
+            "service_and_arg=qubes.Foo+bar\n\n");
+  EXPECT_FALSE(PathExists(dir_ / "policy-args")) << "no fallback on a valid answer";
+  EXPECT_TRUE(LogHas("call-timing ident=SOCKET7 stage=refused"));
+}
+
+TEST_F(DaemonTest, Protocol3TriggersOmitTheRequestedSource) {
+  FakeServer policy(dir_ / "policy.sock", {"result=deny"}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon(3);
+  std::string body = Fixed("vault", 64) + Fixed("SOCKET3", 32) + "qubes.Foo" + std::string(1, '\0');
+  ASSERT_TRUE(SendMessage(agent_.get(), kTrigger3, body));
+  ExpectRefused("SOCKET3");
+  auto requests = policy.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0], "source=work\nintended_target=vault\nservice_and_arg=qubes.Foo\n\n");
+}
+
+TEST_F(DaemonTest, SanitizesTheTargetBeforeAskingPolicy) {
+  FakeServer policy(dir_ / "policy.sock", {"result=deny"}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  SendTrigger("va/ult;x", "SOCKET7", "qubes.Foo+bar");
+  ExpectRefused("SOCKET7");
+  auto requests = policy.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_NE(requests[0].find("intended_target=va_ult_x\n"), std::string::npos) << requests[0];
+}
+
+TEST_F(DaemonTest, AllowedCallIsConnectedThroughTheTargetDaemon) {
+  FakeServer policy(dir_ / "policy.sock", {kPolicyAllowVault}, FakeServer::ReadUntil::kBlankLine);
+  UniqueFd target = ListenUnix(dir_ / "qrexec.uuid:U2");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo");
+  UniqueFd conn = AcceptOne(target.get());
+  ASSERT_TRUE(conn.valid()) << Log();
+  ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+ work");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}))
+      << Log();
+  for (const char* stage : {"trigger_received", "policy_answered", "target_connected",
+                            "service_connect_sent"})
+    EXPECT_TRUE(LogHas(std::string("call-timing ident=SOCKET7 stage=") + stage)) << stage;
+}
+
+TEST_F(DaemonTest, MalformedPolicyAnswerFallsBackToThePolicyProgram) {
+  FakeServer policy(dir_ / "policy.sock", {"result=allow\nresult=deny"},
+                    FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  ExpectRefused("SOCKET7");
+  EXPECT_EQ(ReadFile(dir_ / "policy-args"), "-- work vault qubes.Foo+bar\n");
+}
+
+TEST_F(DaemonTest, UnreachablePolicyDaemonFallsBackToAnAllowingProgram) {
+  WriteFile(dir_ / "policy-answer", kPolicyAllowVault + "\n");
+  UniqueFd target = ListenUnix(dir_ / "qrexec.uuid:U2");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  UniqueFd conn = AcceptOne(target.get());
+  ASSERT_TRUE(conn.valid()) << Log();
+  ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+bar work");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+}
+
+TEST_F(DaemonTest, FailingPolicyProgramRefusesTheCall) {
+  WriteFile(dir_ / "policy-answer", kPolicyAllowVault + "\n");
+  WriteFile(dir_ / "policy-exit", "1");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  ExpectRefused("SOCKET7");
+}
+
+TEST_F(DaemonTest, RefusesAnInvalidRequestIdWithoutAskingPolicy) {
+  StartDaemon();
+  SendTrigger("vault", "SOCK$7", "qubes.Foo+bar");
+  ExpectRefused("SOCK$7");
+  SendTrigger("vault", "SOCKET8", "+bar");
+  ExpectRefused("SOCKET8");
+  EXPECT_FALSE(PathExists(dir_ / "policy-args"));
+}
+
+TEST_F(DaemonTest, TargetNotRunningWithoutAutostartIsRefused) {
+  FakeServer policy(dir_ / "policy.sock", {kPolicyAllowVault}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  ExpectRefused("SOCKET7");
+}
+
+TEST_F(DaemonTest, AutostartStartsTheTargetThroughQubesd) {
+  std::string answer = kPolicyAllowVault;
+  answer.replace(answer.find("autostart=False"), 15, "autostart=True");
+  FakeServer policy(dir_ / "policy.sock", {answer}, FakeServer::ReadUntil::kBlankLine);
+  UniqueFd target;
+  FakeServer qubesd(dir_ / "qubesd.sock", {std::string("0\0", 2)}, FakeServer::ReadUntil::kEof,
+                    [&](size_t) { target = ListenUnix(dir_ / "qrexec.uuid:U2"); });
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  auto requests = qubesd.Requests(1);
+  ASSERT_EQ(requests.size(), 1u) << Log();
+  EXPECT_EQ(requests[0], std::string("admin.vm.Start dom0 name uuid:U2\0", 33));
+  for (int i = 0; i < 200 && !target.valid(); ++i) std::this_thread::sleep_for(milliseconds(5));
+  UniqueFd conn = AcceptOne(target.get());
+  ASSERT_TRUE(conn.valid()) << Log();
+  ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+bar work");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+}
+
+TEST_F(DaemonTest, DisposableIsCreatedStartedAndKilledAfterTheCall) {
+  FakeServer policy(dir_ / "policy.sock",
+                    {"user=DEFAULT\nresult=allow\ntarget=@dispvm:tmpl\n"
+                     "target_uuid=@dispvm:uuid:T1\nautostart=True\nrequested_target=@dispvm"},
+                    FakeServer::ReadUntil::kBlankLine);
+  UniqueFd target;
+  FakeServer qubesd(dir_ / "qubesd.sock",
+                    {std::string("0\0uuid:D1", 9), std::string("0\0", 2), std::string("0\0", 2)},
+                    FakeServer::ReadUntil::kEof, [&](size_t i) {
+                      if (i == 1) target = ListenUnix(dir_ / "qrexec.uuid:D1");
+                    });
+  StartDaemon();
+  SendTrigger("@dispvm", "SOCKET7", "qubes.Foo+bar");
+  ASSERT_EQ(qubesd.Requests(2).size(), 2u) << Log();
+  for (int i = 0; i < 200 && !target.valid(); ++i) std::this_thread::sleep_for(milliseconds(5));
+  UniqueFd conn = AcceptOne(target.get());
+  ASSERT_TRUE(conn.valid()) << Log();
+  ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+bar work");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(qubesd.Requests(3, milliseconds(100)).size(), 2u) << "not killed while in use";
+  conn.reset();  // the target daemon closes: the call ended
+  auto requests = qubesd.Requests(3);
+  ASSERT_EQ(requests.size(), 3u) << Log();
+  EXPECT_EQ(requests[0], std::string("admin.vm.CreateDisposable dom0 name uuid:T1\0uuid", 48));
+  EXPECT_EQ(requests[1], std::string("admin.vm.Start dom0 name uuid:D1\0", 33));
+  EXPECT_EQ(requests[2], std::string("admin.vm.Kill dom0 name uuid:D1\0", 32));
+}
+
+TEST_F(DaemonTest, Dom0TargetRunsTheServiceWithItsEnvironment) {
+  WriteScript(dir_ / "rpc/test.Env",
+              "echo \"$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_SERVICE_ARGUMENT|"
+              "$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET_KEYWORD\"\ncat\nexit 5\n");
+  FakeServer policy(dir_ / "policy.sock",
+                    {"user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=False\n"
+                     "requested_target=@adminvm"},
+                    FakeServer::ReadUntil::kBlankLine);
+  auto listener = VchanListen(dir_.path(), kDomid, 0, 513);
+  ASSERT_TRUE(listener);
+  StartDaemon();
+  SendTrigger("@adminvm", "SOCKET7", "test.Env+arg");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(0) + U32(513) + Ident("SOCKET7")}))
+      << Log();
+  auto data = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 513);
+  ASSERT_TRUE(data) << Log();
+  ASSERT_TRUE(Handshake(data->get(), 4));
+  ASSERT_TRUE(SendMessage(data->get(), kStdin, "input"));
+  ASSERT_TRUE(SendMessage(data->get(), kStdin, ""));
+  EXPECT_EQ(Recv(data->get()), (Msg{kStderr, ""})) << "empty STDERR first";
+  std::string out;
+  for (;;) {
+    Msg msg = Recv(data->get());
+    if (msg.type == kStdout && !msg.body.empty()) {
+      out += msg.body;
+      continue;
+    }
+    if (msg.type == kStdout) continue;
+    EXPECT_EQ(msg, (Msg{kExitCode, U32(5)})) << Log();
+    break;
+  }
+  EXPECT_EQ(out, "work|test.Env+arg|arg|keyword|adminvm\ninput");
+}
+
+TEST_F(DaemonTest, UnknownMessageFromTheAgentEndsTheDaemonWithTheReasonLogged) {
+  StartDaemon();
+  ASSERT_TRUE(SendMessage(agent_.get(), 0x999, "xx"));
+  EXPECT_EQ(daemon_->Wait(), 1);
+  EXPECT_TRUE(LogHas("invalid message from the agent (type 0x999")) << Log();
+}
+
+TEST_F(DaemonTest, OversizedConnectionTerminatedEndsTheDaemon) {
+  StartDaemon();
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(514) + "x"));
+  EXPECT_EQ(daemon_->Wait(), 1);
+}
+
+TEST_F(DaemonTest, Protocol2TriggerUnderProtocol4IsFatal) {
+  StartDaemon();
+  ASSERT_TRUE(SendMessage(agent_.get(), 0x210, std::string(128, 'a')));
+  EXPECT_EQ(daemon_->Wait(), 1);
+}
+
+TEST_F(DaemonTest, ReconnectsWhenTheAgentRestarts) {
+  StartDaemon();
+  auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(listener);
+  agent_.reset();
+  auto agent = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(agent) << Log();
+  auto version = Handshake(agent->get(), 4);
+  ASSERT_TRUE(version);
+  agent_ = std::move(*agent);
+  WaitForPath(dir_ / "qrexec.42");
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "user:a")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+}
+
+TEST_F(DaemonTest, ExitsZeroOnSigterm) {
+  StartDaemon();
+  daemon_->Kill(SIGTERM);
+  EXPECT_EQ(daemon_->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace qrexec::dom0test
