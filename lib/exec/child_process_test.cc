@@ -1,6 +1,7 @@
 #include "exec/child_process.h"
 
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -247,14 +248,22 @@ TEST(ChildProcess, ReleasedChildIsNeitherKilledNorReaped) {
 }
 
 TEST(ResolveRunAs, AcceptsTheCurrentUser) {
-  auto self = LookupUser("root");
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root: compares with root";
-  ASSERT_TRUE(self.has_value());
-  auto run_as = ResolveRunAs("root");
-  ASSERT_TRUE(run_as.has_value());
-  ASSERT_TRUE(run_as->has_value());
-  EXPECT_EQ((*run_as)->uid, 0u);
-  EXPECT_EQ((*run_as)->name, "root");
+  struct passwd* pw = ::getpwuid(::geteuid());
+  ASSERT_NE(pw, nullptr);
+  std::string me = pw->pw_name;
+  auto run_as = ResolveRunAs(me);
+  ASSERT_TRUE(run_as.has_value()) << run_as.error().ToString();
+  if (::geteuid() == 0) {
+    // Root keeps an identity (HOME, chdir) even for itself.
+    ASSERT_TRUE(run_as->has_value());
+    EXPECT_EQ((*run_as)->uid, 0u);
+    EXPECT_EQ((*run_as)->name, me);
+  } else {
+    EXPECT_FALSE(run_as->has_value());
+    auto other = ResolveRunAs("root");
+    ASSERT_FALSE(other.has_value());
+    EXPECT_EQ(other.error().kind, ErrorKind::kRefused);
+  }
 }
 
 TEST(ResolveRunAs, UnknownUserIsRefused) {
