@@ -108,7 +108,8 @@ class ChildProcess {
   // Parent ends of the pipes requested with Stdio::Pipe() (invalid
   // otherwise). stdin is the write end; stdout/stderr are read ends. Take
   // them (std::move) to hand them to an event loop; they are CLOEXEC and
-  // blocking.
+  // blocking. Writing to stdin after the child exited raises SIGPIPE unless
+  // the process ignores it (the agent and daemon do).
   UniqueFd& stdin_fd() { return stdin_; }
   UniqueFd& stdout_fd() { return stdout_; }
   UniqueFd& stderr_fd() { return stderr_; }

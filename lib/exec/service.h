@@ -101,10 +101,12 @@ using StartedService = std::variant<StartedProcess, StartedSocket, StartFailure>
 // Starts the planned service. Executables: argv/env per §4.6, run as
 // plan.effective_user (ResolveRunAs: when root we switch user, chdir to its
 // home and set HOME/USER/LOGNAME/SHELL; when not root the user must be us,
-// else 125), setsid. Legacy commands: `$SHELL -c CMD` (the target user's
-// shell when switching user; else $SHELL; default /bin/sh) with the base
-// environment plus QREXEC_AGENT_PID. For executables the socket-only options
-// are ignored with a warning.
+// else 125), setsid. Legacy commands: `$SHELL -c CMD` (when root: the run-as
+// user's shell from the password database; else $SHELL of the base
+// environment; default /bin/sh; `-c --` when CMD starts with '-') with the
+// base environment plus QREXEC_AGENT_PID. For executables the socket-only
+// options are ignored with a warning. Socket/TCP services: connected by this
+// process as it is (no user switch); connection failures are 125.
 StartedService StartService(const ServicePlan& plan, const ExecContext& ctx,
                             const StartOptions& options);
 
@@ -127,8 +129,7 @@ std::vector<std::string> BuildServiceArgv(const std::string& path, const RpcCall
 // §4.5: starts `qubes.WaitForSession` from the service path with
 // QREXEC_REMOTE_DOMAIN=remote_domain and "<user>\n" written to its stdin
 // (stdin, a socket, is then closed; stdout is /dev/null, stderr inherited;
-// QREXEC* variables filtered as in §4.6). It runs as
-// we are. kNotFound when there is no such executable service.
+// QREXEC* variables filtered as in §4.6). It runs as we are. kNotFound when there is no such executable service.
 Result<ChildProcess> StartWaitForSession(const ExecContext& ctx, std::string_view user,
                                          std::string_view remote_domain);
 // Synchronous form (dom0): returns when the process exited, whatever its
