@@ -117,6 +117,7 @@ class Engine final : public Stream {
     return total;
   }
   size_t peak_buffered_bytes() const override { return peak_; }
+  Status SwitchToSingleSocket() override;
 
  private:
   static constexpr size_t kRxCap = 2 * (limits::kMaxDataChunkV3 + proto::kHeaderSize);
@@ -124,7 +125,7 @@ class Engine final : public Stream {
   Status InitCommon(UniqueFd vchan);
   Status OpenSink(size_t index, UniqueFd owned, int raw, bool filter);
   Status OpenSource(size_t index, UniqueFd owned, proto::MsgType type);
-  Status StartRunning();
+  Status StartRunning(bool switch_on_sigusr1);
   void OnChildExit(int status);
   void OnHello();
 
@@ -203,6 +204,9 @@ class Engine final : public Stream {
   bool child_reaped_ = false;
   int child_status_ = 0;
 
+  bool single_socket_ = false;  // source 0 reads the socket of sink 0
+  event::SignalWatch sigusr1_;
+
   bool finished_ = false;
   std::optional<Result<int>> outcome_;
   event::Timer finish_timer_;
@@ -276,6 +280,7 @@ Status Engine::InitCaller(CallerConfig& config) {
   prefix_data_ = std::move(config.prefix_data);
   child_pid_ = config.local_program_pid;
   if (auto s = InitCommon(std::move(config.vchan)); !s) return s;
+  single_socket_ = config.single_socket;
   if (config.single_socket) {
     QREXEC_CHECK(!config.out.valid());
     if (config.in.valid()) {
@@ -288,7 +293,7 @@ Status Engine::InitCaller(CallerConfig& config) {
   if (auto s = OpenSink(0, std::move(config.out), out_raw, config.filter_stdout); !s) return s;
   if (auto s = OpenSink(1, UniqueFd(), config.err_fd, config.filter_stderr); !s) return s;
   if (auto s = OpenSource(0, std::move(config.in), proto::MsgType::kDataStdin); !s) return s;
-  return StartRunning();
+  return StartRunning(config.switch_on_sigusr1);
 }
 
 Status Engine::InitService(ServiceConfig& config) {
@@ -297,6 +302,7 @@ Status Engine::InitService(ServiceConfig& config) {
   exit_on_client_eof_ = config.exit_on_client_eof;
   child_pid_ = config.child_pid;
   if (auto s = InitCommon(std::move(config.vchan)); !s) return s;
+  single_socket_ = socket_service_;
   if (socket_service_) {
     QREXEC_CHECK(!config.child_stdout.valid());
     if (config.child_stdin.valid()) {
@@ -318,10 +324,17 @@ Status Engine::InitService(ServiceConfig& config) {
     Queue(proto::MsgType::kDataStderr, {});
     stderr_eof_sent_ = true;
   }
-  return StartRunning();
+  return StartRunning(config.switch_on_sigusr1);
 }
 
-Status Engine::StartRunning() {
+Status Engine::StartRunning(bool switch_on_sigusr1) {
+  if (switch_on_sigusr1) {
+    auto watch = loop_.WatchSignal(SIGUSR1, [this](int) {
+      if (auto s = SwitchToSingleSocket(); !s) LOG_WARNING("SIGUSR1: {}", s.error().message);
+    });
+    if (!watch) return tl::unexpected(watch.error());
+    sigusr1_ = std::move(*watch);
+  }
   if (child_pid_ > 0) {
     auto watch = loop_.WatchChild(child_pid_, [this](int status) { OnChildExit(status); });
     if (!watch) return tl::unexpected(watch.error());
@@ -329,6 +342,28 @@ Status Engine::StartRunning() {
   }
   if (decoder_.hello_done()) OnHello();
   FlushVchan();
+  Update();
+  return Ok();
+}
+
+Status Engine::SwitchToSingleSocket() {
+  if (single_socket_) return Ok();
+  Sink& sink = sinks_[0];
+  if (finished_ || sink.closed || !sink.local.is_socket) {
+    return MakeError(ErrorKind::kInternal, "single-socket switch: no open input socket");
+  }
+  if (sources_[0].eof) {
+    return MakeError(ErrorKind::kInternal, "single-socket switch: output already ended");
+  }
+  auto copy = DupSocket(sink.local.fd);
+  if (!copy) return tl::unexpected(copy.error());
+  LOG_DEBUG("switching to single-socket mode");
+  StopSource(0);  // the old output is dropped without an EOF
+  if (auto s = OpenSource(0, std::move(*copy), sources_[0].type); !s) {
+    Fail(s.error());
+    return s;
+  }
+  single_socket_ = true;
   Update();
   return Ok();
 }
@@ -678,6 +713,7 @@ void Engine::CloseAll() {
   rx_.Release();
   tx_.Release();
   child_watch_.Reset();
+  sigusr1_.Reset();
 }
 
 }  // namespace

@@ -107,6 +107,11 @@ struct CallerConfig {
   std::optional<uint32_t> negotiated_version;
   // Per-direction buffer bound (bytes). Tests may lower it.
   size_t buffer_limit = limits::kStreamBufferLimit;
+  // Switch to single-socket mode when SIGUSR1 arrives (see
+  // Stream::SwitchToSingleSocket): the stream then owns a SignalWatch for
+  // SIGUSR1 on its loop. Only for single-threaded processes; block SIGUSR1
+  // (or start the stream) before spawning the program that may send it.
+  bool switch_on_sigusr1 = false;
   // LOCAL_PROGRAM mode: the local program's pid (our child; `in` is its
   // stdout, `out` its stdin, or one socket with single_socket). The stream
   // also waits for it and returns CombineWithLocalProgram(remote, local).
@@ -143,6 +148,9 @@ struct ServiceConfig {
   // rpc-config exit-on-client-eof (socket services): when the caller's stdin
   // EOF arrives, stop reading the service, send stdout EOF and the exit code.
   bool exit_on_client_eof = false;
+  // As in CallerConfig: SIGUSR1 (sent by the service to QREXEC_AGENT_PID)
+  // switches to single-socket mode.
+  bool switch_on_sigusr1 = false;
   uint32_t own_version = proto::kProtocolVersion;
   // As in CallerConfig: skip the hello, it already happened (Handshake()).
   std::optional<uint32_t> negotiated_version;
@@ -179,6 +187,15 @@ class Stream {
   virtual size_t buffered_bytes() const = 0;
   // Highest buffered_bytes() seen so far.
   virtual size_t peak_buffered_bytes() const = 0;
+
+  // Single-socket switch (§2.7): a service (or LOCAL_PROGRAM) that got
+  // QREXEC_AGENT_PID may signal SIGUSR1 to ask that its stdin socket be used
+  // for both directions. From now on the stream stops reading the old output
+  // (service: child stdout; caller: `in`), closes it without sending an EOF,
+  // and reads the data to send from the socket it writes received data to
+  // (service: child_stdin; caller: `out`). Idempotent. kInternal when that
+  // fd is not an open socket or the output already ended.
+  virtual Status SwitchToSingleSocket() = 0;
 
  protected:
   Stream() = default;

@@ -1006,6 +1006,103 @@ TEST(StreamObject, DoneCallbackRunsOnceFromTheLoopAndMayDestroyTheStream) {
   EXPECT_EQ(loop.registration_count(), 0u);
 }
 
+TEST(SingleSocketSwitch, ServiceReadsItsStdinSocketAfterTheSwitch) {
+  event::Loop loop;
+  auto vchan = sys::SocketPair();
+  auto stdin_sock = sys::SocketPair();
+  auto stdout_pipe = sys::Pipe();
+  ASSERT_TRUE(vchan && stdin_sock && stdout_pipe);
+  int peer = vchan->second.get();
+  ServiceConfig config;
+  config.vchan = std::move(vchan->first);
+  config.child_stdin = std::move(stdin_sock->first);
+  config.child_stdout = std::move(stdout_pipe->first);
+  config.switch_on_sigusr1 = true;
+  std::optional<Result<int>> outcome;
+  auto stream = Stream::StartService(loop, std::move(config),
+                                     [&](Result<int> r) { outcome = std::move(r); });
+  ASSERT_TRUE(stream);
+  SendHello(peer, 4);
+  ExpectHello(peer, 4);
+  auto first = Recv(peer);  // no separate stderr
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->type, kStderr);
+  ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
+  // The old stdout pipe is no longer read; the stdin socket carries output.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(loop.RunOnce(5ms));
+  (void)sys::WriteAll(stdout_pipe->second.get(), "lost");
+  ASSERT_TRUE(sys::WriteAll(stdin_sock->second.get(), "via socket"));
+  ::shutdown(stdin_sock->second.get(), SHUT_WR);
+  Send(peer, kStdin, "to service");
+  Send(peer, kStdin, "");
+  std::string out;
+  bool exit_seen = false;
+  std::thread reader([&] {
+    for (auto& m : RecvUntilExit(peer)) {
+      if (m.type == kStdout) out += m.data;
+      if (m.type == kExit) exit_seen = true;
+    }
+  });
+  for (int i = 0; i < 2000 && !outcome; ++i) ASSERT_TRUE(loop.RunOnce(10ms));
+  reader.join();
+  ASSERT_TRUE(outcome && *outcome);
+  EXPECT_EQ(**outcome, 0);
+  EXPECT_TRUE(exit_seen);
+  EXPECT_EQ(out, "via socket");
+  EXPECT_EQ(ReadAll(stdin_sock->second.get()), "to service");
+  stream->reset();
+}
+
+TEST(SingleSocketSwitch, CallerReadsItsOutputSocketAfterTheSwitchAndRefusesWithoutOne) {
+  event::Loop loop;
+  auto vchan = sys::SocketPair();
+  auto program_stdin = sys::SocketPair();
+  auto program_stdout = sys::Pipe();
+  ASSERT_TRUE(vchan && program_stdin && program_stdout);
+  int peer = vchan->second.get();
+  CallerConfig config;
+  config.vchan = std::move(vchan->first);
+  config.in = std::move(program_stdout->first);
+  config.out = std::move(program_stdin->first);
+  config.err_fd = -1;
+  std::optional<Result<int>> outcome;
+  auto stream = Stream::StartCaller(loop, std::move(config),
+                                    [&](Result<int> r) { outcome = std::move(r); });
+  ASSERT_TRUE(stream);
+  SendHello(peer, 4);
+  ExpectHello(peer, 4);
+  ASSERT_TRUE((*stream)->SwitchToSingleSocket());
+  ASSERT_TRUE((*stream)->SwitchToSingleSocket());  // idempotent
+  ASSERT_TRUE(sys::WriteAll(program_stdin->second.get(), "from program"));
+  ::shutdown(program_stdin->second.get(), SHUT_WR);
+  std::vector<Msg> got;
+  while (got.empty() || !got.back().data.empty()) {
+    ASSERT_TRUE(loop.RunOnce(10ms));
+    char probe;
+    if (::recv(peer, &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+      auto m = Recv(peer);
+      ASSERT_TRUE(m);
+      got.push_back(*m);
+    }
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].data, "from program");
+  SendExit(peer, 0);
+  for (int i = 0; i < 1000 && !outcome; ++i) ASSERT_TRUE(loop.RunOnce(10ms));
+  ASSERT_TRUE(outcome && *outcome);
+  stream->reset();
+
+  // A pipe as output cannot carry input.
+  LocalIo io;
+  auto vchan2 = sys::SocketPair();
+  ASSERT_TRUE(vchan2);
+  CallerConfig pipes = MakeCaller(io);
+  pipes.vchan = std::move(vchan2->first);
+  auto stream2 = Stream::StartCaller(loop, std::move(pipes), [](Result<int>) {});
+  ASSERT_TRUE(stream2);
+  EXPECT_FALSE((*stream2)->SwitchToSingleSocket());
+}
+
 TEST(Helpers, WaitStatusMapping) {
   EXPECT_EQ(WaitStatusToExitCode(3 << 8), 3);       // exited 3
   EXPECT_EQ(WaitStatusToExitCode(SIGKILL), 137);    // killed by SIGKILL
