@@ -81,8 +81,12 @@ Result<std::optional<FoundEntry>> FindServiceFile(const SearchPath& path,
 
   std::string names[2] = {with_argument, std::string(service_name)};
   for (const std::string& name : names) {
-    // A name that is no valid file name component can never match.
-    if (name.size() > limits::kMaxServiceNamePartLen) continue;
+    // A name that is no valid file name component can never match (and a
+    // '/' must never reach another directory: ParseCommand refuses it, this
+    // guards direct callers).
+    if (name.size() > limits::kMaxServiceNamePartLen ||
+        name.find_first_of(std::string_view("/\0", 2)) != std::string::npos)
+      continue;
     for (const std::string& dir : path.dirs) {
       FoundEntry entry;
       entry.path = dir + "/" + name;

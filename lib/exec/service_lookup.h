@@ -33,7 +33,8 @@ struct SearchPath {
 // The first existing directory entry for a service name, in the order of
 // §4.1: "NAME+ARG" in every directory (with no argument: "NAME+"), then
 // "NAME" in every directory. A "NAME+ARG" longer than 255 bytes cannot be a
-// file name and that pass is skipped. Entries are checked with lstat().
+// file name and that pass is skipped (so are names containing '/' or NUL).
+// Entries are checked with lstat().
 struct FoundEntry {
   std::string path;
   struct stat lstat_result;

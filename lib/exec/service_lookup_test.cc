@@ -79,6 +79,13 @@ TEST_F(LookupTest, NamePlusArgumentLongerThan255FallsBackToTheName) {
   EXPECT_EQ(Found("foo.Bar", std::string(300, 'a')), d2_ + "/foo.Bar");
 }
 
+TEST_F(LookupTest, NamesWithSlashesNeverLeaveTheDirectory) {
+  WriteScript(dir_ / "escaped", "exit 0");
+  EXPECT_EQ(Found("../escaped", std::nullopt), "<not found>");
+  WriteScript(d1_ + "/foo.Bar", "exit 0");
+  EXPECT_EQ(Found("foo.Bar", "/../../escaped"), d1_ + "/foo.Bar");
+}
+
 TEST_F(LookupTest, MissingServiceIsNotFound) {
   ServiceLookup lookup = LookupService(path_, "foo.Bar", "x");
   EXPECT_TRUE(std::holds_alternative<ServiceNotFound>(lookup));
