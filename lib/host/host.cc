@@ -421,10 +421,14 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
   if (domain->sandbox.valid()) {
     // SIGKILL to the PID namespace's init ends every process in it; the
     // kernel reaps them all before the outer bwrap sees its child exit.
-    for (pid_t inner : ChildrenOf(domain->sandbox.pid())) ::kill(inner, SIGKILL);
-    domain->sandbox.Signal(SIGKILL);
-    if (!domain->sandbox.Wait(sys::Deadline::After(10s)))
-      LOG_ERROR("the sandbox of {} did not end", name);
+    // So kill that init and let bwrap reap it; kill bwrap itself only if
+    // that does not end it.
+    auto inner = ChildrenOf(domain->sandbox.pid());
+    for (pid_t pid : inner) ::kill(pid, SIGKILL);
+    if (inner.empty() || !domain->sandbox.Wait(sys::Deadline::After(5s))) {
+      domain->sandbox.Signal(SIGKILL);
+      if (!domain->sandbox.Wait(sys::Deadline::After(10s))) LOG_ERROR("the sandbox of {} did not end", name);
+    }
   }
   if (domain->daemon_watch != 0) loop_.Unwatch(domain->daemon_watch);
   domain->daemon_watch = 0;
