@@ -252,12 +252,17 @@ class Evaluator {
 
   void Ask(const Rule& rule, Decision& d) {
     std::string loc = rule.location.ToString();
+    // The reference looks the source up for the collection and for a
+    // @dispvm default; an unknown source crashes it there (fail closed).
     const Domain* src = info_.Find(d.source);
-    if (!src) return FailClosed(d, "ask from source " + d.source + ", which is not in system info");
+    auto unknown_source = [&] {
+      FailClosed(d, "ask from source " + d.source + ", which is not in system info");
+    };
     std::set<std::string> targets;
     if (rule.redirect) {
       targets.insert(rule.redirect->IsDom0() ? "dom0" : rule.redirect->text);
     } else {
+      if (!src) return unknown_source();
       std::vector<const Rule*> related;
       policy_.ForEachServiceMatch(d.service, d.argument, path_, [&](const Rule& r) {
         if (MatchSource(r.source, d.source, info_) == Match::kYes) related.push_back(&r);
@@ -303,6 +308,7 @@ class Evaluator {
     if (rule.default_target) {
       const std::string& v = rule.default_target->text;
       if (v == "@dispvm") {
+        if (!src) return unknown_source();
         if (src->default_dispvm) def = "@dispvm:" + *src->default_dispvm;
       } else if (IsDom0Name(v)) {
         def = "dom0";
