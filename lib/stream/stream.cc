@@ -82,6 +82,9 @@ struct Sink {
   ByteQueue buf;
   bool eof_pending = false;
   bool closed = true;
+  // EOF is passed on with shutdown(SHUT_WR) for sockets; never for the
+  // caller's stderr, which is the process's own (borrowed) stderr.
+  bool shutdown_on_close = true;
   event::FdWatch watch;
 };
 
@@ -291,7 +294,16 @@ Status Engine::InitCaller(CallerConfig& config) {
   }
   int out_raw = config.out.get();
   if (auto s = OpenSink(0, std::move(config.out), out_raw, config.filter_stdout); !s) return s;
-  if (auto s = OpenSink(1, UniqueFd(), config.err_fd, config.filter_stderr); !s) return s;
+  // stderr is borrowed; a private dup lets it be the same fd as `out`
+  // (one fd can carry only one FdWatch) and is the only thing we close.
+  sinks_[1].shutdown_on_close = false;
+  UniqueFd err;
+  if (config.err_fd >= 0) {
+    err.reset(::fcntl(config.err_fd, F_DUPFD_CLOEXEC, 3));
+    if (!err.valid()) return ErrnoError("dup(stderr)");
+  }
+  int err_raw = err.get();
+  if (auto s = OpenSink(1, std::move(err), err_raw, config.filter_stderr); !s) return s;
   if (auto s = OpenSource(0, std::move(config.in), proto::MsgType::kDataStdin); !s) return s;
   return StartRunning(config.switch_on_sigusr1);
 }
@@ -604,7 +616,7 @@ void Engine::CloseSink(size_t index, bool discard) {
   QREXEC_CHECK(sink.buf.empty());
   sink.closed = true;
   sink.watch.Reset();
-  if (sink.local.is_socket) ::shutdown(sink.local.fd, SHUT_WR);
+  if (sink.local.is_socket && sink.shutdown_on_close) ::shutdown(sink.local.fd, SHUT_WR);
   sink.local.Close();
   sink.buf.Release();
 }
@@ -705,7 +717,9 @@ void Engine::CloseAll() {
   for (size_t i = 0; i < sources_.size(); ++i) StopSource(i);
   for (Sink& sink : sinks_) {
     sink.watch.Reset();
-    if (!sink.closed && sink.local.is_socket) ::shutdown(sink.local.fd, SHUT_WR);
+    if (!sink.closed && sink.local.is_socket && sink.shutdown_on_close) {
+      ::shutdown(sink.local.fd, SHUT_WR);
+    }
     sink.local.Close();
     sink.closed = true;
     sink.buf.Release();

@@ -89,7 +89,9 @@ struct CallerConfig {
   // Local output for STDOUT. Zero-length STDOUT (or the end of the call)
   // closes it (shutdown(SHUT_WR) for sockets). May be invalid: data dropped.
   UniqueFd out;
-  // Borrowed, never closed: where STDERR goes (normally 2). -1: dropped.
+  // Borrowed: where STDERR goes (normally 2); the stream writes through a
+  // private dup, never closes or shuts it down, and may equal `out`'s fd.
+  // -1: dropped.
   int err_fd = 2;
   // Single-socket mode (--use-stdin-socket, and a LOCAL_PROGRAM connected by
   // one socketpair): `in` is a stream socket used for both directions and

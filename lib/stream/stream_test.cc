@@ -483,6 +483,24 @@ TEST(Caller, SingleSocketModeUsesOneSocketBothWays) {
   EXPECT_EQ(Get(run.result).value_or(-1), 0);
 }
 
+TEST(Caller, StderrMayShareTheStdoutSocketAndIsNeverShutDown) {
+  auto local = sys::SocketPair();
+  ASSERT_TRUE(local);
+  CallerConfig config;
+  int shared = local->first.get();
+  config.out = std::move(local->first);
+  config.err_fd = shared;
+  config.in = UniqueFd();
+  auto run = StartCallerThread(std::move(config));
+  int peer = run.peer.get();
+  ExpectHello(peer, 4);
+  SendHello(peer, 4);
+  Send(peer, kStderr, "E");
+  SendExit(peer, 0);
+  ASSERT_EQ(Get(run.result).value_or(-1), 0);
+  EXPECT_EQ(ReadAll(local->second.get()), "E");
+}
+
 TEST(Caller, RegularFilesWorkAsLocalStdinAndStdout) {
   char in_path[] = "/tmp/qrexec-stream-in-XXXXXX";
   char out_path[] = "/tmp/qrexec-stream-out-XXXXXX";
