@@ -14,27 +14,35 @@
 // for v2, 65536 for v3+). Any received message longer than that chunk size is
 // fatal (ErrorKind::kMalformed), as is an unknown type.
 //
-// Threading and ownership: a Stream runs on one event::Loop (the caller's),
-// never blocks, and owns every UniqueFd in its config; borrowed ints (the
-// caller's err_fd) stay open. All local fds are switched to O_NONBLOCK while
-// the stream runs; for fds 0-2 and other borrowed ones the original flags are
-// restored before they are closed or released (so a shared terminal is left
-// as found). Regular files (stdin/stdout redirected to a file) work: the loop
-// treats them as always ready.
+// Threading and ownership: a Stream runs on one event::Loop (the caller's
+// thread), never blocks, and owns every UniqueFd in its config (the caller's
+// err_fd is borrowed: written through a private dup). All local fds are
+// switched to O_NONBLOCK while the stream runs and get their original file
+// status flags back before they are closed, so a terminal shared with the
+// parent shell is left as found. Regular files and /dev/null (stdin/stdout
+// redirected) work: the loop treats them as always ready. A child pid given
+// in a config is reaped by the stream (pidfd, event::ChildWatch); nobody
+// else may wait for it.
 //
 // SIGPIPE: writes to sockets use send(MSG_NOSIGNAL); writes to pipes could
-// raise SIGPIPE, so creating a Stream installs (once per process, see
+// raise SIGPIPE, so starting a Stream installs (once per process, see
 // InstallSigpipeGuard) an empty SIGPIPE handler. A handler, unlike SIG_IGN, is
 // reset to the default by execve, so children spawned later are unaffected;
-// writers see EPIPE instead of dying.
+// our writers see EPIPE, which closes that one destination (further data for
+// it is dropped) without ending the call.
 //
-// Back-pressure: each direction has a bounded buffer (ServiceConfig/
-// CallerConfig::buffer_limit, default limits::kStreamBufferLimit). A source
-// (the vchan, the local input, the child's stdout/stderr) is read only while
-// its destination buffer holds less than the limit, so no process ever
-// buffers more than about limit + one chunk (+ one receive window) per
-// direction however slow the reader is. buffered_bytes() exposes the
-// current total for tests.
+// Back-pressure: each local destination and the outgoing vchan queue has a
+// bounded buffer (buffer_limit, default limits::kStreamBufferLimit). A
+// source is read only while its destination holds less than the limit, one
+// chunk at a time; received messages wait, unparsed, in a receive window of
+// two maximum messages (2 * (65536 + 8) bytes) while their destination is
+// full, and the vchan is not read while that window is full. So a stream
+// never holds more than:
+//   outgoing: limit + 8 + max chunk (+ a few empty control messages and the
+//             prefix data),
+//   incoming: 2 * (65536 + 8) + per destination (limit + max chunk),
+// however slow the peer or the local reader is. buffered_bytes() and
+// peak_buffered_bytes() expose the total for tests.
 #pragma once
 
 #include <sys/types.h>
