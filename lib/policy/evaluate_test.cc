@@ -269,6 +269,33 @@ TEST(Matching, SourceTokenTableRows) {
   EXPECT_FALSE(SourceMatches("Test-vm1", "test-vm1"));
 }
 
+// The redirect column (allow target=) for each token kind it accepts.
+TEST(Matching, RedirectTokensOfAllow) {
+  auto redirect = [](const std::string& target) {
+    return Eval(MustParse("* * test-vm1 @anyvm allow target=" + target + "\n"), "test-vm1",
+                "test-vm3");
+  };
+  EXPECT_EQ(redirect("test-vm2").answer, Allow("test-vm2", kVm2Uuid, "test-vm3"));
+  EXPECT_EQ(redirect("uuid:b3eb69d0-f9d9-4c3c-ad5c-454500303ea4").answer,
+            Allow("uuid:b3eb69d0-f9d9-4c3c-ad5c-454500303ea4", kVm2Uuid, "test-vm3"));
+  EXPECT_EQ(redirect("@adminvm").answer,
+            "user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=test-vm3");
+  EXPECT_EQ(redirect("dom0").target, "dom0");
+  EXPECT_EQ(redirect("@dispvm").answer,
+            Allow("@dispvm:default-dvm", "@dispvm:uuid:f3e538bd-4427-4697-bed7-45ef3270df21",
+                  "test-vm3"));
+  EXPECT_EQ(redirect("@dispvm:test-vm4").answer,
+            Allow("@dispvm:test-vm4", "@dispvm:uuid:91e4fe8d-083b-4ddf-ad7b-fb4ebac537b9",
+                  "test-vm3"));
+  EXPECT_EQ(redirect("@dispvm:test-vm2").reason, "not a template for dispvm: test-vm2");
+  EXPECT_EQ(redirect("no-such-vm").reason,
+            "policy define 'allow' action at test.policy:1 but no target is specified by caller "
+            "or policy");
+  EXPECT_EQ(redirect("test-vm1").reason, "loopback qrexec connection not supported");
+  // The loopback check compares spellings: a uuid spelling of the source passes.
+  EXPECT_EQ(redirect("uuid:c9024a97-9b15-46cc-8341-38d75d5d421b").verdict, Verdict::kAllow);
+}
+
 TEST(Matching, DispVmRuleAgainstDispVmRequestWithoutDefaultFailsClosed) {
   Decision d = Eval(MustParse("* * @anyvm @dispvm:default-dvm allow\n* * @anyvm @anyvm allow\n"),
                     "test-no-dvm", "@dispvm");
