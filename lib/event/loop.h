@@ -162,7 +162,8 @@ class Loop {
   // `pid` must be our child and not yet reaped. kNotFound if it is gone.
   Result<ChildWatch> WatchChild(pid_t pid, ChildWatch::Callback callback);
 
-  // Runs until Quit(). Returns an error only when epoll_wait itself fails.
+  // Runs until Quit() (a Quit() from before this call is forgotten).
+  // Returns an error only when epoll_wait itself fails.
   Status Run();
   // Waits at most `timeout` (negative = forever, zero = poll) for events,
   // dispatches them, and returns how many callbacks ran.
