@@ -501,6 +501,38 @@ TEST(Caller, StderrMayShareTheStdoutSocketAndIsNeverShutDown) {
   EXPECT_EQ(ReadAll(local->second.get()), "E");
 }
 
+TEST(Caller, DataAfterStdoutEofAndASecondEofAreDropped) {
+  LocalIo io;
+  auto run = StartCallerThread(MakeCaller(io, false));
+  int peer = run.peer.get();
+  ExpectHello(peer, 4);
+  SendHello(peer, 4);
+  Send(peer, kStdout, "kept");
+  Send(peer, kStdout, "");
+  Send(peer, kStdout, "late");
+  Send(peer, kStdout, "");
+  SendExit(peer, 0);
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
+  EXPECT_EQ(ReadAll(io.out_r.get()), "kept");
+}
+
+TEST(Caller, PeerClosingInTheMiddleOfAMessageGives255) {
+  for (size_t cut : {3u, 8u, 10u}) {
+    LocalIo io;
+    auto run = StartCallerThread(MakeCaller(io, false));
+    int peer = run.peer.get();
+    ExpectHello(peer, 4);
+    SendHello(peer, 4);
+    std::string msg(8, '\0');
+    proto::StoreU32(reinterpret_cast<std::byte*>(msg.data()), kExit);
+    proto::StoreU32(reinterpret_cast<std::byte*>(msg.data() + 4), 4);
+    msg += U32(0);
+    ASSERT_TRUE(sys::WriteAll(peer, std::string_view(msg).substr(0, cut)));
+    run.peer.reset();
+    EXPECT_EQ(Get(run.result).value_or(-1), 255) << cut;
+  }
+}
+
 TEST(Caller, RegularFilesWorkAsLocalStdinAndStdout) {
   char in_path[] = "/tmp/qrexec-stream-in-XXXXXX";
   char out_path[] = "/tmp/qrexec-stream-out-XXXXXX";
