@@ -27,6 +27,7 @@ constexpr const char* kUsage =
     "usage: qrexec-policy-exec [-h] [--assume-yes-for-ask] [--just-evaluate]\n"
     "                          [--path DIR]... [--legacy-path DIR] [--system-info FILE]\n"
     "                          [--qubesd-socket PATH] [--requested-source NAME] [--explain]\n"
+    "                          [--agent-socket PATH] [--direct-agent] [--qrexec-client PATH]\n"
     "                          [--] SOURCE TARGET SERVICE[+ARG]\n";
 
 struct Options {
@@ -38,6 +39,7 @@ struct Options {
   std::string system_info_file;
   std::string qubesd_socket;
   std::string requested_source;
+  policy_tools::ExecAgentRoute agent;
   std::vector<std::string> positional;
 };
 
@@ -99,6 +101,14 @@ int ParseArgs(int argc, char** argv, Options& opts, bool& done) {
     } else if (arg == "--qubesd-socket") {
       if (!need_value(opts.qubesd_socket))
         return UsageError("argument --qubesd-socket: expected one argument");
+    } else if (arg == "--agent-socket") {
+      if (!need_value(opts.agent.agent_socket))
+        return UsageError("argument --agent-socket: expected one argument");
+    } else if (arg == "--direct-agent") {
+      opts.agent.direct_for_all = true;
+    } else if (arg == "--qrexec-client") {
+      if (!need_value(opts.agent.qrexec_client))
+        return UsageError("argument --qrexec-client: expected one argument");
     } else if (arg == "--requested-source") {
       if (!need_value(opts.requested_source))
         return UsageError("argument --requested-source: expected one argument");
@@ -147,26 +157,31 @@ int main(int argc, char** argv) {
   load.dirs = opts.paths;
   load.legacy_dir = opts.legacy_path;
   auto loaded = policy::LoadPolicy(load);
-  if (!loaded) {
-    LOG_ERROR("error loading policy: {}", loaded.error().message);
-    return Finish(opts, policy::DenyForLoadError(loaded.error(), request), info);
-  }
+  if (!loaded) LOG_ERROR("error loading policy: {}", loaded.error().message);
 
   auto system_info = opts.system_info_file.empty()
                          ? policy::FetchSystemInfo(policy::QubesdSocketPath(opts.qubesd_socket))
                          : policy::SystemInfo::FromFile(opts.system_info_file);
   if (!system_info) {
     LOG_ERROR("cannot get system info: {}", system_info.error().message);
+    if (!loaded) return Finish(opts, policy::DenyForLoadError(loaded.error(), request), info);
     Error e = system_info.error();
     e.kind = ErrorKind::kInternal;  // not an AccessDenied: no notification
     return Finish(opts, policy::DenyForLoadError(e, request), info);
   }
   info = std::move(*system_info);
 
-  policy::Decision d = policy::Evaluate(*loaded, info, request);
-  if (opts.explain && !opts.just_evaluate && !opts.assume_yes) return Finish(opts, d, info);
-  d = policy::ApplyMode(d, info, opts.just_evaluate, opts.assume_yes);
-  if (d.verdict == policy::Verdict::kAsk) d = policy_tools::ResolveInteractiveAsk(d, info);
-  if (!opts.just_evaluate) policy_tools::SendNotification(d, info);
+  policy::Decision d;
+  if (!loaded) {
+    d = policy::DenyForLoadError(loaded.error(), request);
+  } else {
+    d = policy::Evaluate(*loaded, info, request);
+    // --explain alone describes the evaluation itself (ask stays ask).
+    if (opts.explain && !opts.just_evaluate && !opts.assume_yes) return Finish(opts, d, info);
+    d = policy::ApplyMode(d, info, opts.just_evaluate, opts.assume_yes);
+    if (d.verdict == policy::Verdict::kAsk && !opts.explain)
+      d = policy_tools::ResolveInteractiveAsk(d, info, opts.agent);
+  }
+  if (!opts.just_evaluate && !opts.explain) policy_tools::SendNotification(d, info, opts.agent);
   return Finish(opts, d, info);
 }
