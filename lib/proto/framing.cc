@@ -59,6 +59,8 @@ namespace {
 Status ReadFully(int fd, std::span<std::byte> buf, size_t* got, const sys::Deadline& deadline) {
   *got = 0;
   while (*got < buf.size()) {
+    // Poll first so that the deadline also holds on a blocking fd.
+    if (auto w = sys::WaitReadable(fd, deadline); !w) return w;
     auto n = sys::ReadSome(fd, buf.subspan(*got));
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return tl::unexpected(n.error());
