@@ -3,6 +3,8 @@
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,6 +119,26 @@ int Main(int argc, char** argv) {
   auto server = PolicyServer::Create(**loop, **store, std::move(server_options));
   if (!server) {
     LOG_ERROR("cannot listen: {}", server.error().ToString());
+    return 1;
+  }
+  // SIGTERM/SIGINT end the loop cleanly (children get an empty mask back).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  UniqueFd signal_fd(::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd.valid()) {
+    LOG_ERROR("signalfd failed");
+    return 1;
+  }
+  ServeLoop* raw_loop = loop->get();
+  auto signal_watch = raw_loop->Watch(signal_fd.get(), EPOLLIN, [raw_loop](uint32_t) {
+    LOG_INFO("terminating");
+    raw_loop->Stop();
+  });
+  if (!signal_watch) {
+    LOG_ERROR("{}", signal_watch.error().ToString());
     return 1;
   }
   LOG_INFO("ready");

@@ -13,6 +13,7 @@
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/sys.h"
+#include "eval_request.h"
 #include "policy/socket_request.h"
 
 namespace qrexec::policy_tools {
@@ -21,60 +22,12 @@ namespace {
 constexpr size_t kMaxConnections = 1024;
 constexpr size_t kMaxPendingAsks = limits::kMaxPendingPolicy;
 constexpr size_t kMaxAgentCalls = 2 * limits::kMaxPendingPolicy;
-constexpr size_t kMaxEvalBody = 96;
-constexpr size_t kMaxEvalRequest = limits::kMaxServiceNameLen + 1024 + kMaxEvalBody;
 constexpr std::string_view kEvalSimpleService = "policy.EvalSimple";
 constexpr std::string_view kEvalGuiService = "policy.EvalGUI";
 
 const policy::SystemInfo& EmptySystemInfo() {
   static const policy::SystemInfo kEmpty;
   return kEmpty;
-}
-
-bool IsEvalNameChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '@' ||
-         c == '_' || c == '-' || c == '.';
-}
-
-bool IsEvalName(std::string_view name, size_t max_len) {
-  if (name.empty() || name.size() > max_len) return false;
-  for (char c : name)
-    if (!IsEvalNameChar(c)) return false;
-  return true;
-}
-
-// A checked policy.EvalSimple / policy.EvalGUI request (policy-language.md §5.1).
-struct EvalRequest {
-  std::string caller;
-  std::string service_and_arg;
-  std::string source;
-  std::string target;
-};
-
-Result<EvalRequest> DecodeEvalRequest(std::string_view expected_service, std::string_view untrusted) {
-  auto nul = untrusted.find('\0');
-  if (nul == std::string_view::npos) return MakeError(ErrorKind::kMalformed, "no header");
-  std::string_view header = untrusted.substr(0, nul);
-  std::string_view body = untrusted.substr(nul + 1);
-  auto space = header.find(' ');
-  std::string_view invoked = header.substr(0, space);
-  std::string_view rest = space == std::string_view::npos ? "" : header.substr(space + 1);
-  auto plus = invoked.find('+');
-  if (invoked.substr(0, plus) != expected_service)
-    return MakeError(ErrorKind::kMalformed, "wrong service name");
-  if (plus == std::string_view::npos || plus + 1 == invoked.size() || invoked[plus + 1] == '+')
-    return MakeError(ErrorKind::kMalformed, "missing or invalid service to evaluate");
-  if (body.size() > kMaxEvalBody) return MakeError(ErrorKind::kMalformed, "body too long");
-  auto body_nul = body.find('\0');
-  if (body_nul == std::string_view::npos) return MakeError(ErrorKind::kMalformed, "no target");
-  EvalRequest request;
-  request.caller = std::string(rest.substr(0, rest.find(' ')));
-  request.service_and_arg = std::string(invoked.substr(plus + 1));
-  request.source = std::string(body.substr(0, body_nul));
-  request.target = std::string(body.substr(body_nul + 1));
-  if (!IsEvalName(request.source, 31) || !IsEvalName(request.target, 63))
-    return MakeError(ErrorKind::kMalformed, "invalid source or target");
-  return request;
 }
 
 bool HasGuiTag(const policy::SystemInfo& info, std::string_view name, const std::string& tag) {

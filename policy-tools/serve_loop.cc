@@ -81,10 +81,13 @@ Status ServeLoop::Run() {
       return ErrnoError("epoll_wait");
     }
     for (int i = 0; i < n; ++i) {
-      auto it = callbacks_.find(events[i].data.u64);
+      // epoll_event is packed: copy the fields before taking references.
+      const uint64_t id = events[i].data.u64;
+      const uint32_t ready = events[i].events;
+      auto it = callbacks_.find(id);
       if (it == callbacks_.end()) continue;  // removed earlier in this batch
       auto callback = it->second;            // keeps it alive while it runs
-      (*callback)(events[i].events);
+      (*callback)(ready);
     }
   }
   return Ok();

@@ -8,6 +8,8 @@
 
 #include <fmt/core.h>
 
+#include <gtest/gtest.h>
+
 #include "base/check.h"
 #include "base/sys.h"
 
@@ -121,10 +123,13 @@ void ScriptedAgent::Serve() {
 }
 
 DaemonUnderTest::~DaemonUnderTest() {
-  if (process_) {
-    process_->Kill(SIGTERM);
-    process_->Wait(milliseconds(5000));
-  }
+  if (!process_) return;
+  process_->Kill(SIGTERM);
+  auto status = process_->Wait(milliseconds(10000));
+  EXPECT_EQ(status, 0) << "the daemon did not exit cleanly on SIGTERM";
+  std::string log = Log();
+  EXPECT_EQ(log.find("Sanitizer"), std::string::npos) << log;
+  EXPECT_EQ(log.find("runtime error:"), std::string::npos) << log;
 }
 
 bool DaemonUnderTest::Start(std::vector<std::string> extra) {
