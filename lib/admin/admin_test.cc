@@ -52,12 +52,20 @@ TEST(AdminProtocol, RefusesMalformedHeaders) {
                           std::string("admin.vm.Start dom0 name\0", 24),       // 3 fields
                           std::string("admin.vm.Start dom0 name  work\0", 30),  // empty field
                           std::string("admin.vm.Start dom0 other work\0", 31),  // bad type
-                          std::string("admin.vm.Start+ dom0 name work\0", 31),  // empty arg
+                          std::string("admin.vm.Start+a+b dom0 name work\0", 34),  // '+' in arg
                           std::string("admin/vm dom0 name work\0", 24),        // bad char
                           std::string("admin.vm.Start dom0 name wo\x01rk\0", 31)}) {
     EXPECT_FALSE(DecodeRequest(bad)) << bad;
   }
   EXPECT_FALSE(DecodeRequest(std::string(kMaxRequestSize + 1, 'a')));
+}
+
+TEST(AdminProtocol, AcceptsAnEmptyArgumentAfterThePlus) {
+  auto decoded = DecodeRequest(std::string("internal.GetSystemInfo+ dom0 name dom0\0", 39));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->method, "internal.GetSystemInfo");
+  EXPECT_EQ(decoded->argument, "");
+  EXPECT_EQ(EncodeRequest(*decoded), std::string("internal.GetSystemInfo+ dom0 name dom0\0", 39));
 }
 
 TEST(AdminProtocol, RepliesRoundTrip) {

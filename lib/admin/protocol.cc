@@ -35,7 +35,7 @@ std::vector<std::string_view> SplitSpaces(std::string_view text) {
 
 std::string EncodeRequest(const Request& request) {
   std::string out = request.method;
-  if (!request.argument.empty()) out += "+" + request.argument;
+  if (request.plus || !request.argument.empty()) out += "+" + request.argument;
   out += " " + request.source;
   out += request.dest_type == DestType::kKeyword ? " keyword " : " name ";
   out += request.dest;
@@ -57,7 +57,8 @@ Result<Request> DecodeRequest(std::string_view untrusted_request) {
   if (plus != std::string_view::npos) {
     request.argument = std::string(method.substr(plus + 1));
     method = method.substr(0, plus);
-    if (request.argument.empty() || !IsValidToken(request.argument, false))
+    request.plus = true;
+    if (!request.argument.empty() && !IsValidToken(request.argument, false))
       return MakeError(ErrorKind::kMalformed, "bad method argument");
   }
   if (!IsValidToken(method, false)) return MakeError(ErrorKind::kMalformed, "bad method name");

@@ -33,6 +33,9 @@ struct Request {
   DestType dest_type = DestType::kName;
   std::string dest;       // e.g. "work", "uuid:...", "dom0"
   std::string payload;
+  // The header had a '+' (with or without an argument): qubesd's own C
+  // client always writes "METHOD+ARG", also with an empty ARG.
+  bool plus = false;
 };
 
 // Serialises a request (the caller half-closes after writing it).

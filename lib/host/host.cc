@@ -144,6 +144,7 @@ void Host::Shutdown() {
   for (const auto& path : {paths_.qubesd_socket, paths_.control_socket, paths_.policy_socket})
     fs::remove(path, ec);
   fs::remove_all(paths_.disp_dir, ec);
+  fs::remove_all(paths_.run_dir, ec);  // sockets of this run, incl. the policy daemon's
 }
 
 Host::Domain* Host::Find(const std::string& ref) const {
@@ -418,6 +419,8 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
   domain->ready_timer = 0;
   if (domain->sandbox_watch != 0) loop_.Unwatch(domain->sandbox_watch);
   domain->sandbox_watch = 0;
+  // The daemon first, while its agent still answers: it exits at once.
+  if (domain->daemon.valid()) domain->daemon.Signal(SIGTERM);
   if (domain->sandbox.valid()) {
     // SIGKILL to the PID namespace's init ends every process in it; the
     // kernel reaps them all before the outer bwrap sees its child exit.
