@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::Require(decoded.error().kind == FailureKind::kFatal);
     return 0;
   }
-  Result<Bytes> frame = MakeError(qrexec::ErrorKind::kInternal, "");
+  qrexec::Result<Bytes> frame = MakeError(qrexec::ErrorKind::kInternal, "");
   if (const auto* exec = std::get_if<ExecRequest>(&*decoded)) frame = EncodeExecRequest(*exec);
   if (const auto* connect = std::get_if<ServiceConnect>(&*decoded)) frame = EncodeServiceConnect(*connect);
   if (const auto* refused = std::get_if<ServiceRefused>(&*decoded)) frame = EncodeServiceRefused(refused->ident);
