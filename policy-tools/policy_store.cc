@@ -96,6 +96,7 @@ void PolicyStore::DrainInotify() {
   if (changed) {
     ++change_gen_;
     LOG_DEBUG("policy change noticed (generation {})", change_gen_);
+    StartJob();  // parse at once, so the next request likely finds it done
   }
 }
 
@@ -126,10 +127,11 @@ void PolicyStore::Acquire(Ready ready) {
     return;
   }
   waiters_.push_back(Waiter{change_gen_, std::move(ready)});
-  if (!job_running_) StartJob();
+  StartJob();
 }
 
 void PolicyStore::StartJob() {
+  if (job_running_) return;  // OnJobDone starts the next one if still needed
   bool reload_policy = !PolicyFresh();
   bool reload_system_info = reload_policy || !SystemInfoFresh();
   uint64_t gen = change_gen_;
@@ -187,7 +189,8 @@ void PolicyStore::OnJobDone() {
     else
       waiters_.push_back(std::move(waiter));
   }
-  if (!waiters_.empty()) StartJob();
+  // Waiters for a newer change, or a change noticed during the parse.
+  if (!waiters_.empty() || loaded_gen_ < change_gen_) StartJob();
 }
 
 void PolicyStore::Install(JobResult result) {

@@ -3,7 +3,8 @@
 //
 // * The policy directories (recursively, new subdirectories included) and the
 //   legacy directory are watched with inotify. Any change marks the policy
-//   outdated; the next request waits for a re-parse. A failed parse answers
+//   outdated and starts a re-parse at once; a request that arrives before it
+//   is done waits for it. A failed parse answers
 //   the waiting requests with the error (they are denied) and leaves the
 //   policy outdated, so the next request tries again.
 // * System info comes from a JSON file (re-read when its inode, size or mtime
