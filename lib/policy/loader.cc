@@ -24,9 +24,22 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// The spelling pathlib gives a directory: "." components and repeated or
+// trailing slashes dropped ("./p//" -> "p"), ".." kept.
 std::string StripTrailingSlashes(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return path;
+  if (path.empty()) return path;
+  bool absolute = path[0] == '/';
+  std::string out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    std::string part = path.substr(pos, slash - pos);
+    if (!part.empty() && part != ".") out += (out.empty() ? "" : "/") + part;
+    pos = slash + 1;
+  }
+  if (absolute) return "/" + out;
+  return out.empty() ? "." : out;
 }
 
 std::string Join(std::string_view dir, std::string_view name) {

@@ -216,3 +216,19 @@ TEST(Loader, ValidFileNamesFollowTheCharacterRule) {
 
 }  // namespace
 }  // namespace qrexec::policy
+
+namespace qrexec::policy {
+namespace {
+
+TEST(Loader, RuleLocationsSpellTheDirectoryAsPathlibDoes) {
+  testing::TempDir d;
+  d.Write("p/30-user.policy", "* * @anyvm @anyvm allow\n");
+  LoadOptions o;
+  o.dirs = {d.path() + "/./p//"};
+  auto p = LoadPolicy(o);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->rules()[0].location.file, d.path() + "/p/30-user.policy");
+}
+
+}  // namespace
+}  // namespace qrexec::policy
