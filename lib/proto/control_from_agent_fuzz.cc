@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto decoded = DecodeControlFromAgent(header, body, version);
   if (!decoded) {
     // A refusal only comes from a well-framed trigger.
-    if (decoded.error().kind == FailureKind::kRefuse) fuzz::Require(body.size() == header.untrusted_len);
+    if (decoded.error().kind == FailureKind::kRefuse)
+      fuzz::Require(body.size() == header.untrusted_len);
     return 0;
   }
   if (const auto* trigger = std::get_if<Trigger>(&*decoded)) {

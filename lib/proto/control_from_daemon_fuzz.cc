@@ -17,8 +17,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   qrexec::Result<Bytes> frame = MakeError(qrexec::ErrorKind::kInternal, "");
   if (const auto* exec = std::get_if<ExecRequest>(&*decoded)) frame = EncodeExecRequest(*exec);
-  if (const auto* connect = std::get_if<ServiceConnect>(&*decoded)) frame = EncodeServiceConnect(*connect);
-  if (const auto* refused = std::get_if<ServiceRefused>(&*decoded)) frame = EncodeServiceRefused(refused->ident);
+  if (const auto* connect = std::get_if<ServiceConnect>(&*decoded))
+    frame = EncodeServiceConnect(*connect);
+  if (const auto* refused = std::get_if<ServiceRefused>(&*decoded))
+    frame = EncodeServiceRefused(refused->ident);
   // Valid messages re-encode to exactly the bytes received.
   fuzz::Require(frame.has_value() && frame->size() == size &&
                 std::equal(frame->begin(), frame->end(), reinterpret_cast<const std::byte*>(data)));

@@ -115,8 +115,10 @@ ExecParams ReadExecParams(std::span<const std::byte> body) {
 }
 
 // exec_params + NUL-terminated command without inner NUL.
-Decoded<ExecRequest> DecodeExecBody(MsgType type, std::span<const std::byte> body, size_t max_body) {
-  if (body.size() <= kExecParamsSize || body.size() > max_body) return Fatal("exec request: bad length");
+Decoded<ExecRequest> DecodeExecBody(MsgType type, std::span<const std::byte> body,
+                                    size_t max_body) {
+  if (body.size() <= kExecParamsSize || body.size() > max_body)
+    return Fatal("exec request: bad length");
   auto command = TerminatedTail(body.subspan(kExecParamsSize));
   if (!command) return Fatal("exec request: command not NUL-terminated or with an inner NUL");
   ExecParams params = ReadExecParams(body);
@@ -125,7 +127,8 @@ Decoded<ExecRequest> DecodeExecBody(MsgType type, std::span<const std::byte> bod
 }
 
 Decoded<ServiceConnect> DecodeServiceConnectBody(std::span<const std::byte> body) {
-  if (body.size() != kExecParamsSize + kServiceParamsSize) return Fatal("MSG_SERVICE_CONNECT: bad length");
+  if (body.size() != kExecParamsSize + kServiceParamsSize)
+    return Fatal("MSG_SERVICE_CONNECT: bad length");
   auto ident = ValidRequestId(ReadRawIdent(body.subspan(kExecParamsSize)));
   if (!ident) return Fatal("MSG_SERVICE_CONNECT: invalid request id");
   ExecParams params = ReadExecParams(body);
@@ -139,19 +142,23 @@ bool BodyMatches(const Header& header, std::span<const std::byte> body) {
 }  // namespace
 
 Error DecodeFailure::ToError() const {
-  return Error{kind == FailureKind::kFatal ? ErrorKind::kMalformed : ErrorKind::kRefused, reason, 0};
+  return Error{kind == FailureKind::kFatal ? ErrorKind::kMalformed : ErrorKind::kRefused, reason,
+               0};
 }
 
 Decoded<AgentControlMessage> DecodeControlFromAgent(const Header& untrusted_header,
                                                     std::span<const std::byte> untrusted_body,
                                                     uint32_t version) {
-  if (!BodyMatches(untrusted_header, untrusted_body)) return Fatal("body size does not match header");
+  if (!BodyMatches(untrusted_header, untrusted_body))
+    return Fatal("body size does not match header");
   const uint32_t type = untrusted_header.untrusted_type;
   auto is = [type](MsgType t) { return type == static_cast<uint32_t>(t); };
   if (is(MsgType::kConnectionTerminated)) {
-    if (untrusted_body.size() != kExecParamsSize) return Fatal("MSG_CONNECTION_TERMINATED: bad length");
+    if (untrusted_body.size() != kExecParamsSize)
+      return Fatal("MSG_CONNECTION_TERMINATED: bad length");
     ExecParams params = ReadExecParams(untrusted_body);
-    if (!IsDataPort(params.connect_port)) return Fatal("MSG_CONNECTION_TERMINATED: port out of range");
+    if (!IsDataPort(params.connect_port))
+      return Fatal("MSG_CONNECTION_TERMINATED: port out of range");
     return ConnectionTerminated{params.connect_domain, params.connect_port};
   }
   const bool v2 = version <= 2;
@@ -171,12 +178,13 @@ Decoded<AgentControlMessage> DecodeControlFromAgent(const Header& untrusted_head
 Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_header,
                                                       std::span<const std::byte> untrusted_body,
                                                       uint32_t /*version*/) {
-  if (!BodyMatches(untrusted_header, untrusted_body)) return Fatal("body size does not match header");
+  if (!BodyMatches(untrusted_header, untrusted_body))
+    return Fatal("body size does not match header");
   switch (static_cast<MsgType>(untrusted_header.untrusted_type)) {
     case MsgType::kExecCmdline:
     case MsgType::kJustExec: {
-      auto request = DecodeExecBody(static_cast<MsgType>(untrusted_header.untrusted_type), untrusted_body,
-                                    kMaxControlFromDaemonBody);
+      auto request = DecodeExecBody(static_cast<MsgType>(untrusted_header.untrusted_type),
+                                    untrusted_body, kMaxControlFromDaemonBody);
       if (!request) return tl::unexpected(std::move(request.error()));
       if (!IsDataPort(request->connect_port)) return Fatal("exec request: port out of range");
       return std::move(*request);
@@ -184,11 +192,13 @@ Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_he
     case MsgType::kServiceConnect: {
       auto connect = DecodeServiceConnectBody(untrusted_body);
       if (!connect) return tl::unexpected(std::move(connect.error()));
-      if (!IsDataPort(connect->connect_port)) return Fatal("MSG_SERVICE_CONNECT: port out of range");
+      if (!IsDataPort(connect->connect_port))
+        return Fatal("MSG_SERVICE_CONNECT: port out of range");
       return std::move(*connect);
     }
     case MsgType::kServiceRefused: {
-      if (untrusted_body.size() != kServiceParamsSize) return Fatal("MSG_SERVICE_REFUSED: bad length");
+      if (untrusted_body.size() != kServiceParamsSize)
+        return Fatal("MSG_SERVICE_REFUSED: bad length");
       auto ident = ValidRequestId(ReadRawIdent(untrusted_body));
       if (!ident) return Fatal("MSG_SERVICE_REFUSED: invalid request id");
       return ServiceRefused{std::move(*ident)};
@@ -200,7 +210,8 @@ Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_he
 
 Decoded<ClientRequest> DecodeClientRequest(const Header& untrusted_header,
                                            std::span<const std::byte> untrusted_body) {
-  if (!BodyMatches(untrusted_header, untrusted_body)) return Fatal("body size does not match header");
+  if (!BodyMatches(untrusted_header, untrusted_body))
+    return Fatal("body size does not match header");
   const auto type = static_cast<MsgType>(untrusted_header.untrusted_type);
   if (type == MsgType::kExecCmdline || type == MsgType::kJustExec) {
     auto request = DecodeExecBody(type, untrusted_body, kMaxClientRequestBody);
@@ -220,7 +231,8 @@ Decoded<ClientRequest> DecodeClientRequest(const Header& untrusted_header,
 }
 
 Result<ExecParams> DecodeClientReply(const Header& untrusted_header,
-                                     std::span<const std::byte> untrusted_body, MsgType request_type) {
+                                     std::span<const std::byte> untrusted_body,
+                                     MsgType request_type) {
   if (!BodyMatches(untrusted_header, untrusted_body))
     return MakeError(ErrorKind::kMalformed, "body size does not match header");
   if (untrusted_header.untrusted_type != static_cast<uint32_t>(request_type))
@@ -228,13 +240,15 @@ Result<ExecParams> DecodeClientReply(const Header& untrusted_header,
   if (untrusted_body.size() != kExecParamsSize)
     return MakeError(ErrorKind::kMalformed, "daemon reply of a bad length");
   ExecParams params = ReadExecParams(untrusted_body);
-  if (!IsDataPort(params.connect_port)) return MakeError(ErrorKind::kMalformed, "daemon reply: port out of range");
+  if (!IsDataPort(params.connect_port))
+    return MakeError(ErrorKind::kMalformed, "daemon reply: port out of range");
   return params;
 }
 
 Decoded<Trigger> DecodeTriggerSocketRequest(const Header& untrusted_header,
                                             std::span<const std::byte> untrusted_body) {
-  if (!BodyMatches(untrusted_header, untrusted_body)) return Fatal("body size does not match header");
+  if (!BodyMatches(untrusted_header, untrusted_body))
+    return Fatal("body size does not match header");
   if (untrusted_header.untrusted_type != static_cast<uint32_t>(MsgType::kTriggerService4))
     return Fatal("trigger socket: unexpected message type");
   return DecodeTriggerV34(MsgType::kTriggerService4, untrusted_body, false);
@@ -251,9 +265,11 @@ Decoded<CmdInfo> DecodeForkServerRequest(std::span<const std::byte> untrusted_by
   if (untrusted_bytes.size() < kCmdInfoSize) return Fatal("fork-server request: truncated");
   auto len = ForkServerCommandLength(untrusted_bytes.first<kCmdInfoSize>());
   if (!len) return Fatal(len.error().message);
-  if (untrusted_bytes.size() - kCmdInfoSize != *len) return Fatal("fork-server request: size mismatch");
+  if (untrusted_bytes.size() - kCmdInfoSize != *len)
+    return Fatal("fork-server request: size mismatch");
   uint32_t type = LoadU32(untrusted_bytes.data());
-  if (type != static_cast<uint32_t>(MsgType::kExecCmdline) && type != static_cast<uint32_t>(MsgType::kJustExec))
+  if (type != static_cast<uint32_t>(MsgType::kExecCmdline) &&
+      type != static_cast<uint32_t>(MsgType::kJustExec))
     return Fatal("fork-server request: bad type");
   auto command = TerminatedTail(untrusted_bytes.subspan(kCmdInfoSize));
   if (!command || command->empty()) return Fatal("fork-server request: bad command");
@@ -261,12 +277,14 @@ Decoded<CmdInfo> DecodeForkServerRequest(std::span<const std::byte> untrusted_by
                  LoadU32(untrusted_bytes.data() + 8), std::string(*command)};
 }
 
-Result<Hello> DecodeHello(const Header& untrusted_header, std::span<const std::byte> untrusted_body) {
+Result<Hello> DecodeHello(const Header& untrusted_header,
+                          std::span<const std::byte> untrusted_body) {
   if (!BodyMatches(untrusted_header, untrusted_body))
     return MakeError(ErrorKind::kMalformed, "body size does not match header");
   if (untrusted_header.untrusted_type != static_cast<uint32_t>(MsgType::kHello))
     return MakeError(ErrorKind::kMalformed, "expected MSG_HELLO");
-  if (untrusted_body.size() != kPeerInfoSize) return MakeError(ErrorKind::kMalformed, "MSG_HELLO: bad length");
+  if (untrusted_body.size() != kPeerInfoSize)
+    return MakeError(ErrorKind::kMalformed, "MSG_HELLO: bad length");
   return Hello{LoadU32(untrusted_body.data())};
 }
 

@@ -38,7 +38,9 @@ bool IsEncodableIdent(std::string_view ident) {
   return ident.size() < kServiceParamsSize && names::IsValidRequestIdText(ident);
 }
 
-tl::unexpected<Error> Bad(std::string message) { return MakeError(ErrorKind::kMalformed, std::move(message)); }
+tl::unexpected<Error> Bad(std::string message) {
+  return MakeError(ErrorKind::kMalformed, std::move(message));
+}
 
 }  // namespace
 

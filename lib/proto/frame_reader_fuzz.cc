@@ -18,9 +18,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (auto m = reader.Pop()) {
       Header expected = Header::Decode(stream.subspan(offset).first<kHeaderSize>());
       fuzz::Require(m->header.untrusted_type == expected.untrusted_type);
-      fuzz::Require(m->header.untrusted_len == expected.untrusted_len && m->body.size() == expected.untrusted_len);
+      fuzz::Require(m->header.untrusted_len == expected.untrusted_len &&
+                    m->body.size() == expected.untrusted_len);
       fuzz::Require(m->body.size() <= max_body);
-      fuzz::Require(std::equal(m->body.begin(), m->body.end(), stream.begin() + kHeaderSize + offset));
+      fuzz::Require(
+          std::equal(m->body.begin(), m->body.end(), stream.begin() + kHeaderSize + offset));
       offset += kHeaderSize + m->body.size();
     }
     failed = !st;

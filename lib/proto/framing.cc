@@ -28,7 +28,8 @@ Status FrameReader::Push(std::span<const std::byte> bytes) {
     }
     size_t want = current_.header.untrusted_len - current_.body.size();
     size_t take = std::min(want, bytes.size());
-    current_.body.insert(current_.body.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(take));
+    current_.body.insert(current_.body.end(), bytes.begin(),
+                         bytes.begin() + static_cast<std::ptrdiff_t>(take));
     bytes = bytes.subspan(take);
     if (current_.body.size() == current_.header.untrusted_len) {
       ready_.push_back(std::move(current_));
@@ -96,7 +97,8 @@ Result<Message> ReadMessage(int fd, size_t max_body, const sys::Deadline& deadli
   return message;
 }
 
-Status WriteMessage(int fd, MsgType type, std::span<const std::byte> body, const sys::Deadline& deadline) {
+Status WriteMessage(int fd, MsgType type, std::span<const std::byte> body,
+                    const sys::Deadline& deadline) {
   QREXEC_CHECK(body.size() <= UINT32_MAX);
   Bytes frame(kHeaderSize + body.size());
   EncodeHeader(std::span<std::byte, kHeaderSize>(frame.data(), kHeaderSize), type,

@@ -69,7 +69,8 @@ class FrameReader {
 // Blocking: reads one message. EOF before its first byte: kDisconnected;
 // EOF inside it: kMalformed; len > max_body: kMalformed (before reading the
 // body); the deadline covers the whole message: kTimedOut.
-Result<Message> ReadMessage(int fd, size_t max_body, const sys::Deadline& deadline = sys::Deadline::Never());
+Result<Message> ReadMessage(int fd, size_t max_body,
+                            const sys::Deadline& deadline = sys::Deadline::Never());
 
 // Blocking: writes header{type, body.size()} + body (one frame, even for an
 // empty body). A body above UINT32_MAX is a CHECK failure.

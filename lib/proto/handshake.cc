@@ -12,7 +12,8 @@ namespace {
 Result<uint32_t> AtLeast(uint32_t negotiated, uint32_t minimum) {
   if (negotiated < minimum)
     return MakeError(ErrorKind::kMalformed, "peer protocol version " + std::to_string(negotiated) +
-                                                " is below the supported minimum " + std::to_string(minimum));
+                                                " is below the supported minimum " +
+                                                std::to_string(minimum));
   return negotiated;
 }
 

@@ -156,7 +156,7 @@ enum class FailureKind { kFatal, kRefuse };
 
 struct DecodeFailure {
   FailureKind kind = FailureKind::kFatal;
-  std::string reason;  // constant text, safe to log
+  std::string reason;    // constant text, safe to log
   RawIdent raw_ident{};  // kRefuse only: echo in MSG_SERVICE_REFUSED
 
   // kFatal -> ErrorKind::kMalformed, kRefuse -> ErrorKind::kRefused.
@@ -206,7 +206,8 @@ Decoded<ClientRequest> DecodeClientRequest(const Header& untrusted_header,
 // Client reading the daemon's reply to a request with connect_port 0: same
 // type as the request, len == 8, port 513..768. Errors are kMalformed.
 Result<ExecParams> DecodeClientReply(const Header& untrusted_header,
-                                     std::span<const std::byte> untrusted_body, MsgType request_type);
+                                     std::span<const std::byte> untrusted_body,
+                                     MsgType request_type);
 
 // Agent receiving on its trigger socket from qrexec-client-vm (§2.10): type
 // 0x213, 160 < len <= 160+65000, then the same target/source/service checks
@@ -226,7 +227,8 @@ Result<size_t> ForkServerCommandLength(std::span<const std::byte, kCmdInfoSize> 
 
 // MSG_HELLO on any channel: type 0x300, len == 4. Returns the peer's version
 // unchecked (negotiation is handshake.h's job). Errors are kMalformed.
-Result<Hello> DecodeHello(const Header& untrusted_header, std::span<const std::byte> untrusted_body);
+Result<Hello> DecodeHello(const Header& untrusted_header,
+                          std::span<const std::byte> untrusted_body);
 
 // The 8 raw bytes the agent writes to qrexec-client-vm (no header). Any
 // connect_port is returned (the caller decides what it accepts).

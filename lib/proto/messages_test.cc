@@ -20,7 +20,9 @@ std::span<const std::byte> B(const std::string& s) {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
 
-std::string S(const Bytes& bytes) { return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()); }
+std::string S(const Bytes& bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
 
 std::string U32(uint32_t v) {
   std::string out(4, '\0');
@@ -33,11 +35,13 @@ std::string Field(std::string text, size_t size) {
   return text;
 }
 
-std::string TriggerV2(const std::string& service, const std::string& target, const std::string& id) {
+std::string TriggerV2(const std::string& service, const std::string& target,
+                      const std::string& id) {
   return Field(service, 64) + Field(target, 32) + Field(id, 32);
 }
 // `service` is the raw tail, including (or deliberately not) its NUL.
-std::string TriggerV3(const std::string& target, const std::string& id, const std::string& service) {
+std::string TriggerV3(const std::string& target, const std::string& id,
+                      const std::string& service) {
   return Field(target, 64) + Field(id, 32) + service;
 }
 std::string TriggerV4(const std::string& source, const std::string& target, const std::string& id,
@@ -46,10 +50,13 @@ std::string TriggerV4(const std::string& source, const std::string& target, cons
 }
 
 Decoded<AgentControlMessage> FromAgent(MsgType type, const std::string& body, uint32_t version) {
-  return DecodeControlFromAgent(Header{T(type), static_cast<uint32_t>(body.size())}, B(body), version);
+  return DecodeControlFromAgent(Header{T(type), static_cast<uint32_t>(body.size())}, B(body),
+                                version);
 }
-Decoded<DaemonControlMessage> FromDaemon(MsgType type, const std::string& body, uint32_t version = 4) {
-  return DecodeControlFromDaemon(Header{T(type), static_cast<uint32_t>(body.size())}, B(body), version);
+Decoded<DaemonControlMessage> FromDaemon(MsgType type, const std::string& body,
+                                         uint32_t version = 4) {
+  return DecodeControlFromDaemon(Header{T(type), static_cast<uint32_t>(body.size())}, B(body),
+                                 version);
 }
 Decoded<ClientRequest> FromClient(MsgType type, const std::string& body) {
   return DecodeClientRequest(Header{T(type), static_cast<uint32_t>(body.size())}, B(body));
@@ -81,7 +88,8 @@ Trigger TriggerOf(const Decoded<AgentControlMessage>& result) {
 // ---------------------------------------------------------------- agent -> daemon
 
 TEST(ControlFromAgent, AProtocol4TriggerDecodesEveryField) {
-  auto t = TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("work", "@dispvm:tpl", "SOCKET7", "foo.Bar+arg\0"s), 4));
+  auto t = TriggerOf(FromAgent(MsgType::kTriggerService4,
+                               TriggerV4("work", "@dispvm:tpl", "SOCKET7", "foo.Bar+arg\0"s), 4));
   EXPECT_EQ(t.type, MsgType::kTriggerService4);
   EXPECT_EQ(t.requested_source, "work");
   EXPECT_EQ(t.target, "@dispvm:tpl");
@@ -91,7 +99,8 @@ TEST(ControlFromAgent, AProtocol4TriggerDecodesEveryField) {
 
 TEST(ControlFromAgent, AProtocol3TriggerDecodesUnderVersions3And4) {
   for (uint32_t version : {3u, 4u}) {
-    auto t = TriggerOf(FromAgent(MsgType::kTriggerService3, TriggerV3("vm2", "SOCKET9", "qubes.Filecopy\0"s), version));
+    auto t = TriggerOf(FromAgent(MsgType::kTriggerService3,
+                                 TriggerV3("vm2", "SOCKET9", "qubes.Filecopy\0"s), version));
     EXPECT_EQ(t.type, MsgType::kTriggerService3);
     EXPECT_EQ(t.requested_source, "");
     EXPECT_EQ(t.target, "vm2");
@@ -131,8 +140,10 @@ TEST(ControlFromAgent, Version2TriggerLengthMustBeExactly128) {
 
 TEST(ControlFromAgent, Version3LengthBoundsAreExclusiveBelowAndInclusiveAbove) {
   ExpectFatal(FromAgent(MsgType::kTriggerService3, "", 3));
-  ExpectFatal(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", ""), 3));  // len == 96 (QSB-089)
-  ExpectRefused(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", "\0"s), 3), "id");  // 97: empty name
+  ExpectFatal(
+      FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", ""), 3));  // len == 96 (QSB-089)
+  ExpectRefused(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", "\0"s), 3),
+                "id");  // 97: empty name
   EXPECT_TRUE(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", "a\0"s), 3).has_value());
   std::string longest = std::string(64999, 'x') + '\0';
   EXPECT_TRUE(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "id", longest), 3).has_value());
@@ -140,28 +151,37 @@ TEST(ControlFromAgent, Version3LengthBoundsAreExclusiveBelowAndInclusiveAbove) {
 }
 
 TEST(ControlFromAgent, Version4LengthBoundsAreExclusiveBelowAndInclusiveAbove) {
-  ExpectFatal(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", ""), 4));  // len == 160
-  ExpectFatal(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", "").substr(0, 159), 4));
-  EXPECT_TRUE(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", "a\0"s), 4).has_value());
+  ExpectFatal(
+      FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", ""), 4));  // len == 160
+  ExpectFatal(
+      FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", "").substr(0, 159), 4));
+  EXPECT_TRUE(
+      FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", "a\0"s), 4).has_value());
   std::string longest = std::string(64999, 'x') + '\0';
-  EXPECT_TRUE(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", longest), 4).has_value());
+  EXPECT_TRUE(
+      FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", longest), 4).has_value());
   ExpectFatal(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "id", "x" + longest), 4));
 }
 
 TEST(ControlFromAgent, ServiceNameWithoutFinalNulIsRefusedWithTheRawIdent) {
-  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET5", "foo"), 4), "SOCKET5");
-  ExpectRefused(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "SOCKET5", "foo"), 3), "SOCKET5");
+  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET5", "foo"), 4),
+                "SOCKET5");
+  ExpectRefused(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "SOCKET5", "foo"), 3),
+                "SOCKET5");
 }
 
 TEST(ControlFromAgent, ServiceNameWithAnInnerNulIsRefused) {
-  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "foo\0bar\0"s), 4), "S1");
-  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "foo\0\0"s), 4), "S1");
+  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "foo\0bar\0"s), 4),
+                "S1");
+  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "foo\0\0"s), 4),
+                "S1");
   ExpectRefused(FromAgent(MsgType::kTriggerService3, TriggerV3("vm", "S1", "\0foo\0"s), 3), "S1");
 }
 
 TEST(ControlFromAgent, EmptyOrPlusFirstServiceNamesAreRefused) {
   ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "\0"s), 4), "S1");
-  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "+arg\0"s), 4), "S1");
+  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "S1", "+arg\0"s), 4),
+                "S1");
   ExpectRefused(FromAgent(MsgType::kTriggerService, TriggerV2("", "vm", "S1"), 2), "S1");
   ExpectRefused(FromAgent(MsgType::kTriggerService, TriggerV2("+x", "vm", "S1"), 2), "S1");
 }
@@ -181,7 +201,8 @@ TEST(ControlFromAgent, TargetAndSourceAreSanitizedKeepingAtAndColon) {
 
 TEST(ControlFromAgent, FixedFieldsWithoutNulAreCutAtTheirLastByte) {
   std::string source(64, 's'), target(64, 't');
-  auto t = TriggerOf(FromAgent(MsgType::kTriggerService4, source + target + Field("S1", 32) + "x\0"s, 4));
+  auto t = TriggerOf(
+      FromAgent(MsgType::kTriggerService4, source + target + Field("S1", 32) + "x\0"s, 4));
   EXPECT_EQ(t.requested_source, std::string(63, 's'));
   EXPECT_EQ(t.target, std::string(63, 't'));
   auto t3 = TriggerOf(FromAgent(MsgType::kTriggerService3, target + Field("S1", 32) + "x\0"s, 3));
@@ -193,7 +214,8 @@ TEST(ControlFromAgent, FixedFieldsWithoutNulAreCutAtTheirLastByte) {
 }
 
 TEST(ControlFromAgent, InvalidRequestIdsAreRefusedNotMangled) {
-  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCK/7", "x\0"s), 4), "SOCK/7");
+  ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCK/7", "x\0"s), 4),
+                "SOCK/7");
   ExpectRefused(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "a:b", "x\0"s), 4), "a:b");
   // Garbage after the NUL.
   std::string id = "ok\0junk"s;
@@ -205,11 +227,16 @@ TEST(ControlFromAgent, InvalidRequestIdsAreRefusedNotMangled) {
 }
 
 TEST(ControlFromAgent, RequestIdsWithSpacesDotsAndEmptyAreValid) {
-  EXPECT_EQ(TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "a b.c-d_9", "x\0"s), 4)).request_id,
-            "a b.c-d_9");
-  EXPECT_EQ(TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "", "x\0"s), 4)).request_id, "");
+  EXPECT_EQ(
+      TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "a b.c-d_9", "x\0"s), 4))
+          .request_id,
+      "a b.c-d_9");
+  EXPECT_EQ(TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", "", "x\0"s), 4))
+                .request_id,
+            "");
   std::string longest(31, 'i');
-  EXPECT_EQ(TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", longest, "x\0"s), 4)).request_id,
+  EXPECT_EQ(TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4("", "vm", longest, "x\0"s), 4))
+                .request_id,
             longest);
 }
 
@@ -227,9 +254,9 @@ TEST(ControlFromAgent, ConnectionTerminatedNeedsEightBytesAndADataPort) {
 }
 
 TEST(ControlFromAgent, OtherTypesAreFatal) {
-  for (MsgType type : {MsgType::kHello, MsgType::kExecCmdline, MsgType::kJustExec, MsgType::kServiceConnect,
-                       MsgType::kServiceRefused, MsgType::kDataStdin, MsgType::kDataStdout,
-                       MsgType::kDataStderr, MsgType::kDataExitCode})
+  for (MsgType type : {MsgType::kHello, MsgType::kExecCmdline, MsgType::kJustExec,
+                       MsgType::kServiceConnect, MsgType::kServiceRefused, MsgType::kDataStdin,
+                       MsgType::kDataStdout, MsgType::kDataStderr, MsgType::kDataExitCode})
     ExpectFatal(FromAgent(type, U32(4), 4));
   ExpectFatal(DecodeControlFromAgent(Header{0x214, 0}, {}, 4));
   ExpectFatal(DecodeControlFromAgent(Header{0xffffffff, 0}, {}, 4));
@@ -265,11 +292,11 @@ TEST(ControlFromDaemon, ExecRequestsDecode) {
 TEST(ControlFromDaemon, ExecRequestLengthAndTerminatorAreChecked) {
   std::string params = U32(0) + U32(514);
   ExpectFatal(FromDaemon(MsgType::kExecCmdline, ""));
-  ExpectFatal(FromDaemon(MsgType::kExecCmdline, params));  // len == 8
+  ExpectFatal(FromDaemon(MsgType::kExecCmdline, params));         // len == 8
   auto empty = FromDaemon(MsgType::kExecCmdline, params + '\0');  // len == 9
   ASSERT_TRUE(empty.has_value());
   EXPECT_EQ(std::get<ExecRequest>(*empty).command, "");
-  ExpectFatal(FromDaemon(MsgType::kExecCmdline, params + "user:ls"));      // no NUL
+  ExpectFatal(FromDaemon(MsgType::kExecCmdline, params + "user:ls"));       // no NUL
   ExpectFatal(FromDaemon(MsgType::kExecCmdline, params + "user\0:ls\0"s));  // inner NUL
   std::string at_limit(kMaxControlFromDaemonBody - 9, 'x');
   EXPECT_TRUE(FromDaemon(MsgType::kExecCmdline, params + at_limit + '\0').has_value());
@@ -305,8 +332,8 @@ TEST(ControlFromDaemon, ServiceRefusedNeedsThirtyTwoBytesAndAValidIdent) {
 
 TEST(ControlFromDaemon, AgentOnlyAndDataTypesAreFatal) {
   for (MsgType type : {MsgType::kHello, MsgType::kTriggerService, MsgType::kTriggerService3,
-                       MsgType::kTriggerService4, MsgType::kConnectionTerminated, MsgType::kDataStdin,
-                       MsgType::kDataExitCode})
+                       MsgType::kTriggerService4, MsgType::kConnectionTerminated,
+                       MsgType::kDataStdin, MsgType::kDataExitCode})
     ExpectFatal(FromDaemon(type, U32(4) + U32(514)));
   ExpectFatal(DecodeControlFromDaemon(Header{0x1234, 0}, {}, 4));
 }
@@ -339,7 +366,8 @@ TEST(ClientSocket, LastByteMustBeNulAndNoInnerNul) {
 TEST(ClientSocket, NonZeroPortsMustBeDataPorts) {
   EXPECT_TRUE(FromClient(MsgType::kExecCmdline, U32(0) + U32(513) + "u:x\0"s).has_value());
   ExpectFatal(FromClient(MsgType::kExecCmdline, U32(0) + U32(512) + "u:x\0"s));
-  EXPECT_TRUE(FromClient(MsgType::kServiceConnect, U32(3) + U32(600) + Field("SOCKET1", 32)).has_value());
+  EXPECT_TRUE(
+      FromClient(MsgType::kServiceConnect, U32(3) + U32(600) + Field("SOCKET1", 32)).has_value());
   ExpectFatal(FromClient(MsgType::kServiceConnect, U32(3) + U32(769) + Field("SOCKET1", 32)));
 }
 
@@ -363,21 +391,26 @@ TEST(ClientSocket, TheDaemonReplyMustEchoTheTypeWithEightBytes) {
   EXPECT_EQ(*ok, (ExecParams{42, 514}));
   EXPECT_FALSE(DecodeClientReply(Header{T(MsgType::kJustExec), 8}, B(body), MsgType::kExecCmdline));
   std::string longer = body + '\0';
-  EXPECT_FALSE(DecodeClientReply(Header{T(MsgType::kExecCmdline), 9}, B(longer), MsgType::kExecCmdline));
+  EXPECT_FALSE(
+      DecodeClientReply(Header{T(MsgType::kExecCmdline), 9}, B(longer), MsgType::kExecCmdline));
   std::string bad_port = U32(42) + U32(0);
-  EXPECT_FALSE(DecodeClientReply(Header{T(MsgType::kExecCmdline), 8}, B(bad_port), MsgType::kExecCmdline));
+  EXPECT_FALSE(
+      DecodeClientReply(Header{T(MsgType::kExecCmdline), 8}, B(bad_port), MsgType::kExecCmdline));
 }
 
-// ---------------------------------------------------------------- client-vm -> agent trigger socket
+// ---------------------------------------------------------------- client-vm -> agent trigger
+// socket
 
 TEST(TriggerSocket, AcceptsOnlyTrigger4AndIgnoresTheRequestId) {
-  auto r = FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "$default", "SOCKET", "a.B+c\0"s));
+  auto r =
+      FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "$default", "SOCKET", "a.B+c\0"s));
   ASSERT_TRUE(r.has_value()) << r.error().reason;
   EXPECT_EQ(r->target, "_default");
   EXPECT_EQ(r->request_id, "");
   EXPECT_EQ(r->service, "a.B+c");
   // The id is not checked here: the agent overwrites it.
-  EXPECT_TRUE(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", std::string(32, '/'), "x\0"s)));
+  EXPECT_TRUE(FromTriggerSocket(MsgType::kTriggerService4,
+                                TriggerV4("", "vm", std::string(32, '/'), "x\0"s)));
   ExpectFatal(FromTriggerSocket(MsgType::kTriggerService3, TriggerV3("vm", "SOCKET", "x\0"s)));
   ExpectFatal(FromTriggerSocket(MsgType::kTriggerService, TriggerV2("x", "vm", "SOCKET")));
 }
@@ -386,13 +419,16 @@ TEST(TriggerSocket, LengthBoundsAre160ExclusiveAnd65160Inclusive) {
   ExpectFatal(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "")));
   std::string longest = std::string(64999, 'x') + '\0';
   EXPECT_TRUE(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", longest)));
-  ExpectFatal(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "x" + longest)));
+  ExpectFatal(
+      FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "x" + longest)));
 }
 
 TEST(TriggerSocket, BadServiceNamesFail) {
   EXPECT_FALSE(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "x")));
-  EXPECT_FALSE(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "+x\0"s)));
-  EXPECT_FALSE(FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "x\0y\0"s)));
+  EXPECT_FALSE(
+      FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "+x\0"s)));
+  EXPECT_FALSE(
+      FromTriggerSocket(MsgType::kTriggerService4, TriggerV4("", "vm", "SOCKET", "x\0y\0"s)));
 }
 
 // ---------------------------------------------------------------- agent -> fork server
@@ -411,23 +447,27 @@ TEST(ForkServer, ARequestDecodes) {
 
 TEST(ForkServer, BadRequestsAreFatal) {
   ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 0, ""))));
-  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 1, "\0"s))));  // empty command
-  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 2, "x"))));     // size mismatch
-  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 2, "xy"))));    // no NUL
+  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 1, "\0"s))));     // empty command
+  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 2, "x"))));       // size mismatch
+  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 2, "xy"))));      // no NUL
   ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 3, "x\0\0"s))));  // inner NUL
-  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x202, 2, "x\0"s))));  // bad type
+  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x202, 2, "x\0"s))));    // bad type
   ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, 2, "x\0"s).substr(0, 15))));
   std::string longest(kMaxForkServerCommand - 1, 'c');
-  EXPECT_TRUE(DecodeForkServerRequest(B(CmdInfoBytes(0x200, static_cast<uint32_t>(longest.size() + 1), longest + '\0'))));
-  ExpectFatal(DecodeForkServerRequest(B(CmdInfoBytes(0x200, static_cast<uint32_t>(longest.size() + 2), longest + "c\0"s))));
+  EXPECT_TRUE(DecodeForkServerRequest(
+      B(CmdInfoBytes(0x200, static_cast<uint32_t>(longest.size() + 1), longest + '\0'))));
+  ExpectFatal(DecodeForkServerRequest(
+      B(CmdInfoBytes(0x200, static_cast<uint32_t>(longest.size() + 2), longest + "c\0"s))));
 }
 
 TEST(ForkServer, TheAnnouncedLengthIsCheckedBeforeReadingTheCommand) {
   std::string header = CmdInfoBytes(0x200, 0xffffffff, "");
-  auto len = ForkServerCommandLength(std::span<const std::byte, kCmdInfoSize>(B(header).data(), kCmdInfoSize));
+  auto len = ForkServerCommandLength(
+      std::span<const std::byte, kCmdInfoSize>(B(header).data(), kCmdInfoSize));
   EXPECT_FALSE(len.has_value());
   header = CmdInfoBytes(0x200, 10, "");
-  len = ForkServerCommandLength(std::span<const std::byte, kCmdInfoSize>(B(header).data(), kCmdInfoSize));
+  len = ForkServerCommandLength(
+      std::span<const std::byte, kCmdInfoSize>(B(header).data(), kCmdInfoSize));
   ASSERT_TRUE(len.has_value());
   EXPECT_EQ(*len, 10u);
 }
@@ -485,7 +525,8 @@ TEST(Encode, HelloIsTwelveLittleEndianBytes) {
 
 TEST(Encode, ExecParamsAndClientRepliesHaveTheFixedLayout) {
   EXPECT_EQ(S(EncodeExecParams({0x2a, 0x202})), "\x2a\0\0\0\x02\x02\0\0"s);
-  EXPECT_EQ(S(EncodeClientReply(MsgType::kJustExec, {1, 513})), U32(0x201) + U32(8) + U32(1) + U32(513));
+  EXPECT_EQ(S(EncodeClientReply(MsgType::kJustExec, {1, 513})),
+            U32(0x201) + U32(8) + U32(1) + U32(513));
   Bytes raw = EncodeExecParams({9, 700});
   EXPECT_EQ(DecodeExecParams(std::span<const std::byte, 8>(raw.data(), 8)), (ExecParams{9, 700}));
 }
@@ -500,7 +541,8 @@ TEST(Encode, ExecRequestRoundTrips) {
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(std::get<ExecRequest>(*back), request);
   EXPECT_FALSE(EncodeExecRequest({ExecType::kExecCmdline, 0, 514, "a\0b"s}));
-  EXPECT_FALSE(EncodeExecRequest({ExecType::kExecCmdline, 0, 514, std::string(kMaxControlFromDaemonBody, 'x')}));
+  EXPECT_FALSE(EncodeExecRequest(
+      {ExecType::kExecCmdline, 0, 514, std::string(kMaxControlFromDaemonBody, 'x')}));
 }
 
 TEST(Encode, ServiceConnectAndRefusedZeroPadTheIdent) {
@@ -529,13 +571,15 @@ TEST(Encode, TriggersOfEachVersionRoundTrip) {
     ASSERT_TRUE(back.has_value()) << back.error().reason;
     EXPECT_EQ(std::get<Trigger>(*back), t);
   }
-  EXPECT_EQ(S(*EncodeTrigger(v4)), U32(0x213) + U32(166) + TriggerV4("src", "@dispvm:t", "SOCKET", "a.B+c\0"s));
+  EXPECT_EQ(S(*EncodeTrigger(v4)),
+            U32(0x213) + U32(166) + TriggerV4("src", "@dispvm:t", "SOCKET", "a.B+c\0"s));
   EXPECT_EQ(S(*EncodeTrigger(v2)), U32(0x210) + U32(128) + TriggerV2("qubes.X+y", "vm", "id"));
 }
 
 TEST(Encode, TriggerFieldsThatDoNotFitAreErrors) {
   EXPECT_FALSE(EncodeTrigger({MsgType::kTriggerService4, std::string(64, 's'), "vm", "id", "x"}));
-  EXPECT_TRUE(EncodeTrigger({MsgType::kTriggerService4, std::string(63, 's'), std::string(63, 't'), "id", "x"}));
+  EXPECT_TRUE(EncodeTrigger(
+      {MsgType::kTriggerService4, std::string(63, 's'), std::string(63, 't'), "id", "x"}));
   EXPECT_FALSE(EncodeTrigger({MsgType::kTriggerService3, "src", "vm", "id", "x"}));
   EXPECT_FALSE(EncodeTrigger({MsgType::kTriggerService, "", std::string(32, 't'), "id", "x"}));
   EXPECT_FALSE(EncodeTrigger({MsgType::kTriggerService, "", "vm", "id", std::string(64, 'x')}));

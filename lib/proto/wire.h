@@ -23,7 +23,7 @@ enum class MsgType : uint32_t {
   kJustExec = 0x201,
   kServiceConnect = 0x202,
   kServiceRefused = 0x203,
-  kTriggerService = 0x210,   // protocol 2
+  kTriggerService = 0x210,  // protocol 2
   kConnectionTerminated = 0x211,
   kTriggerService3 = 0x212,  // protocol 3
   kTriggerService4 = 0x213,  // protocol 4
@@ -35,13 +35,13 @@ inline constexpr uint32_t kClientProtocolVersion = 3;  // daemon client socket
 inline constexpr uint32_t kMinProtocolVersion = 2;
 
 inline constexpr size_t kHeaderSize = 8;
-inline constexpr size_t kExecParamsSize = 8;            // connect_domain, connect_port
-inline constexpr size_t kServiceParamsSize = 32;        // ident
-inline constexpr size_t kTriggerParams2Size = 128;      // name[64] target[32] id[32]
-inline constexpr size_t kTriggerParams3Size = 96;       // target[64] id[32] + name
-inline constexpr size_t kTriggerParams4Size = 160;      // source[64] target[64] id[32] + name
+inline constexpr size_t kExecParamsSize = 8;        // connect_domain, connect_port
+inline constexpr size_t kServiceParamsSize = 32;    // ident
+inline constexpr size_t kTriggerParams2Size = 128;  // name[64] target[32] id[32]
+inline constexpr size_t kTriggerParams3Size = 96;   // target[64] id[32] + name
+inline constexpr size_t kTriggerParams4Size = 160;  // source[64] target[64] id[32] + name
 inline constexpr size_t kPeerInfoSize = 4;
-inline constexpr size_t kCmdInfoSize = 16;              // fork-server request header
+inline constexpr size_t kCmdInfoSize = 16;  // fork-server request header
 
 inline uint32_t LoadU32(const std::byte* p) {
   uint8_t b[4];

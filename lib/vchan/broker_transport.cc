@@ -13,10 +13,17 @@ Error StatusError(uint32_t status) {
   ErrorKind kind = ErrorKind::kInternal;
   switch (err) {
     case EADDRINUSE:
-    case EAGAIN: kind = ErrorKind::kOverloaded; break;
-    case EINVAL: kind = ErrorKind::kRefused; break;
-    case ENOENT: kind = ErrorKind::kNotFound; break;
-    default: break;
+    case EAGAIN:
+      kind = ErrorKind::kOverloaded;
+      break;
+    case EINVAL:
+      kind = ErrorKind::kRefused;
+      break;
+    case ENOENT:
+      kind = ErrorKind::kNotFound;
+      break;
+    default:
+      break;
   }
   return Error{kind, "broker refused the channel", err};
 }
@@ -35,10 +42,12 @@ Result<UniqueFd> ReadAnswer(int conn, const sys::Deadline& deadline) {
     auto received = sys::RecvWithFd(conn, std::span(status_bytes).subspan(got));
     if (!received && received.error().sys_errno == EAGAIN) continue;
     if (!received) return tl::unexpected(received.error());
-    if (received->first == 0) return MakeError(ErrorKind::kDisconnected, "the broker closed the request");
+    if (received->first == 0)
+      return MakeError(ErrorKind::kDisconnected, "the broker closed the request");
     got += received->first;
     if (received->second.valid()) {
-      if (channel.valid()) return MakeError(ErrorKind::kMalformed, "the broker sent two descriptors");
+      if (channel.valid())
+        return MakeError(ErrorKind::kMalformed, "the broker sent two descriptors");
       channel = std::move(received->second);
     }
   }
@@ -92,7 +101,8 @@ class BrokerTransport final : public Transport {
   Result<UniqueFd> SendRequest(BrokerOp op, int remote_domain, int port) {
     if (remote_domain == own_domain_)
       return MakeError(ErrorKind::kRefused, "a vchan to the own domain is refused");
-    if (remote_domain < 0 || port < 0) return MakeError(ErrorKind::kMalformed, "negative domain or port");
+    if (remote_domain < 0 || port < 0)
+      return MakeError(ErrorKind::kMalformed, "negative domain or port");
     auto conn = sys::UnixConnect(socket_path_);
     if (!conn) return tl::unexpected(conn.error());
     auto request = EncodeBrokerRequest(

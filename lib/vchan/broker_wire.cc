@@ -16,11 +16,13 @@ std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerReques
   return out;
 }
 
-Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte, kBrokerRequestSize> untrusted_bytes) {
+Result<BrokerRequest> DecodeBrokerRequest(
+    std::span<const std::byte, kBrokerRequestSize> untrusted_bytes) {
   if (LoadU32(untrusted_bytes.data()) != kBrokerMagic)
     return MakeError(ErrorKind::kMalformed, "broker request: bad magic");
   uint32_t op = LoadU32(untrusted_bytes.data() + 4);
-  if (op != static_cast<uint32_t>(BrokerOp::kOffer) && op != static_cast<uint32_t>(BrokerOp::kConnect))
+  if (op != static_cast<uint32_t>(BrokerOp::kOffer) &&
+      op != static_cast<uint32_t>(BrokerOp::kConnect))
     return MakeError(ErrorKind::kMalformed, "broker request: bad op");
   return BrokerRequest{static_cast<BrokerOp>(op), LoadU32(untrusted_bytes.data() + 8),
                        LoadU32(untrusted_bytes.data() + 12)};

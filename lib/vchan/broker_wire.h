@@ -35,7 +35,8 @@ struct BrokerRequest {
 std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerRequest& request);
 // kMalformed for a bad magic or op. Does not check the domain or port
 // (policy of the host).
-Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte, kBrokerRequestSize> untrusted_bytes);
+Result<BrokerRequest> DecodeBrokerRequest(
+    std::span<const std::byte, kBrokerRequestSize> untrusted_bytes);
 
 std::array<std::byte, kBrokerStatusSize> EncodeBrokerStatus(uint32_t status);
 uint32_t DecodeBrokerStatus(std::span<const std::byte, kBrokerStatusSize> untrusted_bytes);

@@ -4,8 +4,8 @@
 #include <sys/un.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -35,7 +35,8 @@ bool SomeoneListensOn(const std::string& path) {
   std::string line;
   std::getline(table, line);  // column names
   while (std::getline(table, line)) {
-    if (line.size() < path.size() + 1 || line.compare(line.size() - path.size(), path.size(), path) != 0 ||
+    if (line.size() < path.size() + 1 ||
+        line.compare(line.size() - path.size(), path.size(), path) != 0 ||
         line[line.size() - path.size() - 1] != ' ')
       continue;
     // Num RefCount Protocol Flags ...
@@ -91,7 +92,8 @@ class SocketPendingServer final : public PendingServer {
 
 class SocketTransport final : public Transport {
  public:
-  SocketTransport(std::string dir, int own_domain) : dir_(std::move(dir)), own_domain_(own_domain) {}
+  SocketTransport(std::string dir, int own_domain)
+      : dir_(std::move(dir)), own_domain_(own_domain) {}
 
   // implements Transport ---
   int own_domain() const override { return own_domain_; }

@@ -33,7 +33,8 @@ Result<std::unique_ptr<Transport>> MakeTransportFromEnv() {
   if (std::string_view broker = Env("QREXEC_BROKER_SOCKET"); !broker.empty())
     return MakeBrokerTransport(std::string(broker), own_domain);
   std::string_view dir = Env("VCHAN_SOCKET_DIR");
-  return MakeSocketTransport(dir.empty() ? std::string("/var/run/vchan") : std::string(dir), own_domain);
+  return MakeSocketTransport(dir.empty() ? std::string("/var/run/vchan") : std::string(dir),
+                             own_domain);
 }
 
 }  // namespace qrexec::vchan

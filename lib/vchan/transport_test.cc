@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -71,7 +71,8 @@ TEST(SocketTransport, AClientThatComesFirstWaitsForTheServer) {
   TempDir dir;
   auto server = MakeSocketTransport(dir.path(), 7);
   auto client = MakeSocketTransport(dir.path(), 3);
-  auto joined = std::async(std::launch::async, [&] { return client->Connect(7, 600, sys::Deadline::After(10s)); });
+  auto joined = std::async(std::launch::async,
+                           [&] { return client->Connect(7, 600, sys::Deadline::After(10s)); });
   std::this_thread::sleep_for(50ms);
   auto served = server->Serve(3, 600, sys::Deadline::After(10s));
   ASSERT_TRUE(served.has_value()) << served.error().ToString();
@@ -84,9 +85,13 @@ TEST(SocketTransport, AClientThatComesFirstWaitsForTheServer) {
 TEST(SocketTransport, AClientRetriesPastAStaleSocketFile) {
   TempDir dir;
   std::string path = dir.path() + "/vchan.2.1.513.sock";
-  { auto stale = sys::UnixListen(path); ASSERT_TRUE(stale); }  // closed: ECONNREFUSED
+  {
+    auto stale = sys::UnixListen(path);
+    ASSERT_TRUE(stale);
+  }  // closed: ECONNREFUSED
   auto client = MakeSocketTransport(dir.path(), 1);
-  auto joined = std::async(std::launch::async, [&] { return client->Connect(2, 513, sys::Deadline::After(10s)); });
+  auto joined = std::async(std::launch::async,
+                           [&] { return client->Connect(2, 513, sys::Deadline::After(10s)); });
   std::this_thread::sleep_for(50ms);
   auto served = MakeSocketTransport(dir.path(), 2)->Serve(1, 513, sys::Deadline::After(10s));
   ASSERT_TRUE(served.has_value()) << served.error().ToString();
@@ -144,7 +149,10 @@ TEST(SocketTransport, ASecondOfferOfTheSameLiveChannelFails) {
 TEST(SocketTransport, AnOfferReplacesAStaleFile) {
   TempDir dir;
   std::string path = dir.path() + "/vchan.0.2.513.sock";
-  { auto stale = sys::UnixListen(path); ASSERT_TRUE(stale); }
+  {
+    auto stale = sys::UnixListen(path);
+    ASSERT_TRUE(stale);
+  }
   auto server = MakeSocketTransport(dir.path(), 0);
   EXPECT_TRUE(server->Offer(2, 513).has_value());
 }
@@ -177,7 +185,8 @@ class FakeBroker {
 
 TEST(BrokerWire, RequestsAreSixteenLittleEndianBytes) {
   auto bytes = EncodeBrokerRequest({BrokerOp::kConnect, 7, 513});
-  const unsigned char expected[] = {0x31, 0x52, 0x42, 0x51, 2, 0, 0, 0, 7, 0, 0, 0, 0x01, 0x02, 0, 0};
+  const unsigned char expected[] = {0x31, 0x52, 0x42, 0x51, 2,    0,    0, 0,
+                                    7,    0,    0,    0,    0x01, 0x02, 0, 0};
   EXPECT_EQ(std::memcmp(bytes.data(), expected, 16), 0);
   auto back = DecodeBrokerRequest(bytes);
   ASSERT_TRUE(back.has_value());
@@ -202,7 +211,8 @@ TEST(BrokerTransport, PairsAnOfferAndAConnectThroughTheHost) {
   ASSERT_TRUE(offer.has_value());
   EXPECT_EQ(*offer, (BrokerRequest{BrokerOp::kOffer, 0, 512}));
 
-  auto joined = std::async(std::launch::async, [&] { return client_side->Connect(3, 512, sys::Deadline::After(10s)); });
+  auto joined = std::async(std::launch::async,
+                           [&] { return client_side->Connect(3, 512, sys::Deadline::After(10s)); });
   auto [connect, connect_conn] = broker.AcceptRequest();
   ASSERT_TRUE(connect.has_value());
   EXPECT_EQ(*connect, (BrokerRequest{BrokerOp::kConnect, 3, 512}));
@@ -227,7 +237,8 @@ TEST(BrokerTransport, AnErrnoStatusBecomesAnError) {
   std::string path = dir.path() + "/broker.sock";
   FakeBroker broker(path);
   auto transport = MakeBrokerTransport(path, 2);
-  auto joined = std::async(std::launch::async, [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
+  auto joined = std::async(std::launch::async,
+                           [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
   auto [request, conn] = broker.AcceptRequest();
   ASSERT_TRUE(request.has_value());
   ASSERT_TRUE(sys::WriteAll(conn.get(), EncodeBrokerStatus(ENOENT)));
@@ -243,7 +254,8 @@ TEST(BrokerTransport, ABrokerThatClosesOrSendsNoDescriptorIsAnError) {
   FakeBroker broker(path);
   auto transport = MakeBrokerTransport(path, 2);
   {
-    auto joined = std::async(std::launch::async, [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
+    auto joined = std::async(std::launch::async,
+                             [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
     auto [request, conn] = broker.AcceptRequest();
     conn.reset();
     auto result = joined.get();
@@ -251,7 +263,8 @@ TEST(BrokerTransport, ABrokerThatClosesOrSendsNoDescriptorIsAnError) {
     EXPECT_EQ(result.error().kind, ErrorKind::kDisconnected);
   }
   {
-    auto joined = std::async(std::launch::async, [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
+    auto joined = std::async(std::launch::async,
+                             [&] { return transport->Connect(5, 513, sys::Deadline::After(10s)); });
     auto [request, conn] = broker.AcceptRequest();
     ASSERT_TRUE(sys::WriteAll(conn.get(), EncodeBrokerStatus(0)));
     auto result = joined.get();
@@ -284,10 +297,16 @@ class EnvGuard {
  public:
   EnvGuard(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value) ::setenv(name, value, 1); else ::unsetenv(name);
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
   }
   ~EnvGuard() {
-    if (old_) ::setenv(name_, old_->c_str(), 1); else ::unsetenv(name_);
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
   }
 
  private:
