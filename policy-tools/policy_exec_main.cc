@@ -18,6 +18,7 @@
 #include "policy/qubesd_client.h"
 #include "policy/system_info.h"
 #include "policy_exec_ask.h"
+#include "policy_exec_run.h"
 
 namespace {
 
@@ -116,11 +117,7 @@ int ParseArgs(int argc, char** argv, Options& opts, bool& done) {
       return UsageError("unrecognized arguments: " + arg);
     }
   }
-  if (opts.positional.size() == 5)
-    return UsageError(
-        "the deprecated 5-argument form (DOMID SOURCE TARGET SERVICE+ARG IDENT) is not "
-        "supported; qrexec-daemon executes allowed calls itself");
-  if (opts.positional.size() != 3)
+  if (opts.positional.size() != 3 && opts.positional.size() != 5)
     return UsageError("expected SOURCE TARGET SERVICE[+ARG]");
   return 0;
 }
@@ -148,9 +145,13 @@ int main(int argc, char** argv) {
   Options opts;
   bool done = false;
   if (int rc = ParseArgs(argc, argv, opts, done); rc != 0 || done) return rc;
+  // Deprecated form: DOMID SOURCE TARGET SERVICE+ARG PROCESS_IDENT, which
+  // also performs an allowed call.
+  bool execute = opts.positional.size() == 5;
+  size_t first = execute ? 1 : 0;
   policy::Request request =
-      policy::MakeRequest(opts.positional[0], opts.positional[1], opts.positional[2],
-                          opts.requested_source);
+      policy::MakeRequest(opts.positional[first], opts.positional[first + 1],
+                          opts.positional[first + 2], opts.requested_source);
 
   policy::SystemInfo info;
   policy::LoadOptions load;
@@ -183,5 +184,15 @@ int main(int argc, char** argv) {
       d = policy_tools::ResolveInteractiveAsk(d, info, opts.agent);
   }
   if (!opts.just_evaluate && !opts.explain) policy_tools::SendNotification(d, info, opts.agent);
+  if (execute && !opts.explain && !opts.just_evaluate) {
+    for (const std::string& w : d.warnings) LOG_WARNING("{}", w);
+    if (d.verdict != policy::Verdict::kAllow) {
+      LOG_INFO("{}", d.reason);
+      return 1;
+    }
+    return policy_tools::RunAllowedCall(
+        d, opts.positional[0], opts.positional[4],
+        {policy::QubesdSocketPath(opts.qubesd_socket), opts.agent.qrexec_client});
+  }
   return Finish(opts, d, info);
 }

@@ -155,3 +155,48 @@ TEST(PolicyExecAgent, OtherGuiQubesAreReachedThroughQrexecClient) {
 
 }  // namespace
 }  // namespace qrexec::policy
+
+namespace qrexec::policy {
+namespace {
+
+TEST(PolicyExecFiveArguments, AnAllowedCallStartsTheTargetAndRunsQrexecClient) {
+  TempDir dir;
+  dir.Write("p/30-user.policy",
+            "* * test-vm1 test-vm3 allow user=alice\n* * test-vm1 @dispvm allow\n");
+  std::string log = dir.path() + "/client.log";
+  std::string client = dir.Write("fake-qrexec-client",
+                                 "#!/bin/sh\necho \"$@\" >> " + log + "\nexit 7\n");
+  ::chmod(client.c_str(), 0755);
+  std::string qubesd = dir.path() + "/qubesd.sock";
+  std::string ok = std::string(1, '0') + '\0';
+  FakeAgent fake_qubesd(qubesd, {ok, ok + "disp123", ok});
+  std::vector<std::string> base = {"--path", dir.path() + "/p", "--system-info",
+                                   SharedConformanceDir() + "/system-info.json",
+                                   "--qubesd-socket", qubesd, "--qrexec-client", client};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    int status = 0;
+    RunExec(a, &status);
+    return status;
+  };
+  EXPECT_EQ(with({"12", "test-vm1", "test-vm3", "test.Service+arg", "ident1"}), 7);
+  EXPECT_EQ(with({"12", "test-vm1", "@dispvm", "test.Service", "ident2"}), 7);
+  EXPECT_EQ(with({"12", "test-vm1", "test-vm2", "test.Service", "ident3"}), 1);  // denied
+  fake_qubesd.Join();
+  ASSERT_EQ(fake_qubesd.requests().size(), 3u);
+  EXPECT_EQ(fake_qubesd.requests()[0], std::string("admin.vm.Start+ dom0 name test-vm3") + '\0');
+  EXPECT_EQ(fake_qubesd.requests()[1],
+            std::string("admin.vm.CreateDisposable+ dom0 name default-dvm") + '\0');
+  EXPECT_EQ(fake_qubesd.requests()[2], std::string("admin.vm.Start+ dom0 name disp123") + '\0');
+  std::ifstream in(log);
+  std::string line1, line2, line3;
+  std::getline(in, line1);
+  std::getline(in, line2);
+  EXPECT_EQ(line1, "-Ed test-vm3 -c ident1,test-vm1,12 -- alice:QUBESRPC test.Service+arg test-vm1");
+  EXPECT_EQ(line2, "-EWkd disp123 -c ident2,test-vm1,12 -- DEFAULT:QUBESRPC test.Service+ test-vm1");
+  EXPECT_FALSE(std::getline(in, line3));
+}
+
+}  // namespace
+}  // namespace qrexec::policy
