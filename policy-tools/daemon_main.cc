@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +89,15 @@ int ParseArgs(int argc, char** argv, StoreOptions& store, ServerOptions& server)
   return 0;
 }
 
+// Many clients at once need descriptors: raise the soft limit to the hard one.
+void RaiseFdLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 // Like the reference: umask 007 and group "qubes" when running as root.
 void SetUpPermissions() {
   ::umask(007);
@@ -105,6 +115,7 @@ int Main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGCHLD, SIG_IGN);  // qrexec-client children are reaped by the kernel
   SetUpPermissions();
+  RaiseFdLimit();
 
   auto loop = ServeLoop::Create();
   if (!loop) {

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <string>
 #include <vector>
 
@@ -195,6 +198,69 @@ TEST_F(PolicyDaemonTest, EvalGuiNeedsTheCallerToBeTheGuiVmOfBothQubes) {
             "result=deny\n");
   EXPECT_EQ(Query(daemon_.gui_socket(), "policy.EvalGUI+test.Allow sys-gui\0work\0personal"s), "");
   EXPECT_EQ(Query(daemon_.gui_socket(), "policy.EvalGUI+test.Allow dom0\0work\0vault"s), "");
+}
+
+}  // namespace
+}  // namespace qrexec::policy_tools::testing
+
+namespace qrexec::policy_tools::testing {
+namespace {
+
+TEST_F(PolicyDaemonTest, AnswersStayConsistentWhileThePolicyKeepsChanging) {
+  ASSERT_TRUE(daemon_.Start());
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    for (int i = 0; i < 40; ++i) {
+      WritePolicy("20-flip.policy", i % 2 ? "test.Flip * work personal deny\n"
+                                          : "test.Flip * work personal allow\n");
+      ::usleep(2000);
+    }
+    writing = false;
+  });
+  std::atomic<int> bad{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&] {
+      while (writing) {
+        auto reply = Ask("work", "personal", "test.Flip");
+        if (reply != "result=deny" && reply != std::string(kPersonalAllow)) ++bad;
+      }
+    });
+  writer.join();
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(bad, 0);
+  WritePolicy("20-flip.policy", "test.Flip * work personal allow\n");
+  EXPECT_EQ(Ask("work", "personal", "test.Flip"), std::string(kPersonalAllow));
+}
+
+TEST_F(PolicyDaemonTest, RunningOutOfDescriptorsPausesAcceptingInsteadOfFailing) {
+  if (!harness::PathExists("/usr/bin/prlimit")) GTEST_SKIP() << "needs util-linux prlimit";
+  // Start it under a low descriptor limit by hand (DaemonUnderTest adds its own argv[0]).
+  harness::SpawnOptions options;
+  options.argv = {"/usr/bin/prlimit", "--nofile=40:40", harness::BinPath("qrexec-policy-daemon"),
+                  "--policy-path", dir_ / "policy", "--legacy-path", dir_ / "legacy",
+                  "--system-info", dir_ / "system-info.json", "--socket-path", dir_ / "p.sock",
+                  "--eval-socket-path", dir_ / "e.sock", "--gui-socket-path", dir_ / "g.sock"};
+  options.stdin_mode = harness::Stdio::kNull;
+  options.stdout_mode = harness::Stdio::kNull;
+  auto daemon = harness::Process::Spawn(options);
+  ASSERT_TRUE(daemon);
+  ASSERT_EQ(Query(dir_ / "p.sock", PolicyRequest("work", "personal", "test.Allow")),
+            std::string(kPersonalAllow));
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 80; ++i) {
+    auto conn = harness::ConnectUnixRetry(dir_ / "p.sock");
+    ASSERT_TRUE(conn);
+    idle.push_back(std::move(*conn));
+  }
+  ::usleep(100000);
+  EXPECT_TRUE(daemon->Running());
+  idle.clear();
+  EXPECT_EQ(Query(dir_ / "p.sock", PolicyRequest("work", "personal", "test.Allow")),
+            std::string(kPersonalAllow));
+  daemon->Kill(SIGTERM);
+  EXPECT_EQ(daemon->Wait(), 0);
+  EXPECT_NE(daemon->ReadStderr().find("pausing accept"), std::string::npos);
 }
 
 }  // namespace

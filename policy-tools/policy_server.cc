@@ -41,6 +41,7 @@ struct PolicyServer::Listener {
   Kind kind;
   UniqueFd fd;
   FdWatch watch;
+  bool paused = false;
 };
 
 struct PolicyServer::Connection {
@@ -73,7 +74,7 @@ Status PolicyServer::Listen(Kind kind, const std::string& path) {
   auto fd = sys::UnixListen(path, 512, /*nonblocking=*/true);
   if (!fd) return tl::unexpected(fd.error());
   if (::chmod(path.c_str(), 0660) < 0) return ErrnoError("chmod " + path);
-  auto listener = std::make_unique<Listener>(Listener{kind, std::move(*fd), {}});
+  auto listener = std::make_unique<Listener>(Listener{kind, std::move(*fd), {}, false});
   Listener* raw = listener.get();
   auto watch = loop_.Watch(raw->fd.get(), EPOLLIN, [this, raw](uint32_t) { OnAccept(*raw); });
   if (!watch) return tl::unexpected(watch.error());
@@ -86,7 +87,16 @@ void PolicyServer::OnAccept(Listener& listener) {
   for (int i = 0; i < 64; ++i) {
     auto fd = sys::Accept(listener.fd.get(), /*nonblocking=*/true);
     if (!fd) {
-      if (fd.error().kind != ErrorKind::kOverloaded) LOG_WARNING("accept: {}", fd.error().ToString());
+      int err = fd.error().sys_errno;
+      if (err == EMFILE || err == ENFILE) {
+        // Out of descriptors: stop accepting (a level-triggered listener
+        // would spin) until a connection closes.
+        LOG_WARNING("out of file descriptors; pausing accept");
+        (void)listener.watch.SetEvents(0);
+        listener.paused = true;
+      } else if (fd.error().kind != ErrorKind::kOverloaded) {
+        LOG_WARNING("accept: {}", fd.error().ToString());
+      }
       return;
     }
     if (connections_.size() >= kMaxConnections) {
@@ -298,6 +308,13 @@ void PolicyServer::OnWritable(uint64_t id) {
   Close(id);
 }
 
-void PolicyServer::Close(uint64_t id) { connections_.erase(id); }
+void PolicyServer::Close(uint64_t id) {
+  if (connections_.erase(id) == 0) return;
+  for (auto& listener : listeners_) {
+    if (!listener->paused) continue;
+    listener->paused = false;
+    (void)listener->watch.SetEvents(EPOLLIN);
+  }
+}
 
 }  // namespace qrexec::policy_tools
