@@ -275,6 +275,35 @@ TEST(ControlFromAgent, FailuresConvertToErrorKinds) {
   EXPECT_EQ(refused.error().ToError().kind, ErrorKind::kRefused);
 }
 
+TEST(ControlFromAgent, KeywordAndUuidTargetsPassSanitizingUnchanged) {
+  for (std::string target : {"@default", "@adminvm", "@dispvm", "@dispvm:tpl", "@dispvm:uuid:ab-12",
+                             "uuid:00000000-0000-0000-0000-000000000000", "dom0", "my-vm_2.x"}) {
+    auto t =
+        TriggerOf(FromAgent(MsgType::kTriggerService4, TriggerV4(target, target, "S1", "x\0"s), 4));
+    EXPECT_EQ(t.target, target);
+    EXPECT_EQ(t.requested_source, target);
+  }
+}
+
+TEST(ControlFromAgent, Version3BodiesShorterThanTheFixedPartAreFatal) {
+  std::string fixed = TriggerV3("vm", "id", "");
+  for (size_t len : {0u, 1u, 8u, 95u, 96u})
+    ExpectFatal(FromAgent(MsgType::kTriggerService3, fixed.substr(0, len), 3));
+}
+
+TEST(ControlFromAgent, EveryTruncationOfAValidTriggerIsRejected) {
+  std::string body = TriggerV4("src", "vm", "SOCKET1", "qubes.X+y\0"s);
+  ASSERT_TRUE(FromAgent(MsgType::kTriggerService4, body, 4).has_value());
+  for (size_t len = 0; len < body.size(); ++len) {
+    auto r = FromAgent(MsgType::kTriggerService4, body.substr(0, len), 4);
+    EXPECT_FALSE(r.has_value()) << "length " << len;
+    // A framer that delivered fewer bytes than announced: always fatal.
+    std::string cut = body.substr(0, len);
+    ExpectFatal(DecodeControlFromAgent(
+        Header{T(MsgType::kTriggerService4), static_cast<uint32_t>(body.size())}, B(cut), 4));
+  }
+}
+
 // ---------------------------------------------------------------- daemon -> agent
 
 TEST(ControlFromDaemon, ExecRequestsDecode) {
