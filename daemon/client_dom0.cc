@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "daemon/client_modes.h"
 #include "daemon/daemon_socket.h"
+#include "daemon/detached_child.h"
 #include "exec/command.h"
 #include "exec/service.h"
 #include "stream/stream.h"
@@ -38,13 +39,6 @@ Result<exec::ServicePlan> PlanDom0Service(const std::string& text, const exec::E
   if (plan->NeedsWaitForSession())
     (void)exec::WaitForSession(ctx, "", plan->command.rpc->source);
   return plan;
-}
-
-pid_t Detach(exec::ChildProcess child) {
-  // The stream engine reaps the service; ~ChildProcess must not (see
-  // agent/call_handler.cc). This process ends right after the stream.
-  auto* kept = new exec::ChildProcess(std::move(child));
-  return kept->pid();
 }
 
 Result<proto::ExecParams> DataPeer(const ClientConfig& config, const sys::Deadline& deadline) {
@@ -85,7 +79,7 @@ int ServeDom0Call(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Exe
     auto& child = std::get<exec::StartedProcess>(started).child;
     sc.child_stdin = std::move(child.stdin_fd());
     sc.child_stdout = std::move(child.stdout_fd());
-    sc.child_pid = Detach(std::move(child));
+    sc.child_pid = DetachChild(std::move(child));
   }
   auto result = stream::RunService(std::move(sc));
   if (!result) {

@@ -6,6 +6,7 @@
 #include "base/sys.h"
 #include "daemon/client_modes.h"
 #include "daemon/daemon_socket.h"
+#include "daemon/detached_child.h"
 #include "exec/exit_status.h"
 #include "exec/service.h"
 #include "stream/stream.h"
@@ -55,8 +56,7 @@ Result<pid_t> StartLocalProgram(const ClientConfig& config, stream::CallerConfig
   auto& child = std::get<exec::StartedProcess>(started).child;
   caller.in = std::move(child.stdout_fd());
   caller.out = std::move(child.stdin_fd());
-  auto* kept = new exec::ChildProcess(std::move(child));  // the stream reaps it
-  return kept->pid();
+  return DetachChild(std::move(child));
 }
 
 // Local side of a dom0 -> VM call. kMalformed for --use-stdin-socket misuse.

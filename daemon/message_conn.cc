@@ -11,7 +11,7 @@ Result<std::unique_ptr<MessageConn>> MessageConn::Create(event::Loop& loop, Uniq
                                                          size_t max_body, Handlers handlers) {
   if (auto st = sys::SetNonBlocking(fd.get(), true); !st) return tl::unexpected(st.error());
   std::unique_ptr<MessageConn> conn(
-      new MessageConn(loop, std::move(fd), max_body, std::move(handlers)));
+      new MessageConn(std::move(fd), max_body, std::move(handlers)));
   MessageConn* raw = conn.get();
   auto watch = loop.WatchFd(raw->fd_.get(), event::Interest::Read(),
                             [raw](event::Ready ready) { raw->OnReady(ready); });
@@ -23,8 +23,8 @@ Result<std::unique_ptr<MessageConn>> MessageConn::Create(event::Loop& loop, Uniq
   return conn;
 }
 
-MessageConn::MessageConn(event::Loop& loop, UniqueFd fd, size_t max_body, Handlers handlers)
-    : loop_(loop), fd_(std::move(fd)), reader_(max_body), handlers_(std::move(handlers)) {}
+MessageConn::MessageConn(UniqueFd fd, size_t max_body, Handlers handlers)
+    : fd_(std::move(fd)), reader_(max_body), handlers_(std::move(handlers)) {}
 
 MessageConn::~MessageConn() { *alive_ = false; }
 

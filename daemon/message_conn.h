@@ -51,7 +51,7 @@ class MessageConn {
   static constexpr size_t kMaxQueued = 4u << 20;
 
  private:
-  MessageConn(event::Loop& loop, UniqueFd fd, size_t max_body, Handlers handlers);
+  MessageConn(UniqueFd fd, size_t max_body, Handlers handlers);
   void OnReady(event::Ready ready);
   bool ReadAvailable();  // false once closed or destroyed
   void FlushOut();
@@ -59,7 +59,6 @@ class MessageConn {
   void Fail(Status status);
   void Close(Status status);
 
-  event::Loop& loop_;
   UniqueFd fd_;
   proto::FrameReader reader_;
   Handlers handlers_;

@@ -26,6 +26,18 @@ class DaemonTest : public ::testing::Test {
                     "\nexit $(cat " + (dir_ / "policy-exit") + " 2>/dev/null || echo 0)\n");
   }
 
+  // Ends the daemon cleanly (so sanitizer reports at exit are written) and
+  // checks that neither it nor its dom0 helpers reported a sanitizer error.
+  void TearDown() override {
+    if (daemon_ && daemon_->Running()) {
+      daemon_->Kill(SIGTERM);
+      daemon_->Wait();
+    }
+    std::string log = Log();
+    for (const char* bad : {"AddressSanitizer", "LeakSanitizer", "runtime error:"})
+      EXPECT_EQ(log.find(bad), std::string::npos) << log;
+  }
+
   // Starts the daemon and plays the agent's side of the handshake.
   void StartDaemon(uint32_t agent_version = 4) {
     auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
