@@ -34,9 +34,10 @@ std::optional<int> Child::TryReap() {
   int status = 0;
   pid_t got = ::waitpid(pid_, &status, WNOHANG);
   if (got == pid_ || (got < 0 && errno == ECHILD)) {
+    bool reaped_here = got == pid_;
     pid_ = -1;
     pidfd_.reset();
-    return got == pid_ ? status : 0;
+    return reaped_here ? status : 0;
   }
   return std::nullopt;
 }
