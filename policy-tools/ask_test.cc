@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "base/sys.h"
 #include "harness.h"
 #include "test_util.h"
 
@@ -110,6 +111,26 @@ TEST_F(AskFlowTest, APendingAskDoesNotBlockOtherEvaluations) {
   agent.Release();
   asker.join();
   EXPECT_EQ(asked, std::string(kPersonalAllow));
+}
+
+TEST_F(AskFlowTest, AClientThatLeavesWhileAskedDropsTheQuestion) {
+  ScriptedAgent agent(daemon_.agent_socket(), [](const std::string&) { return "allow:personal"; });
+  agent.Hold();
+  ASSERT_TRUE(daemon_.Start());
+  {
+    auto conn = harness::ConnectUnixRetry(daemon_.policy_socket());
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(sys::WriteAll(conn->get(), PolicyRequest("work", "personal", "test.Ask")));
+    ASSERT_TRUE(agent.WaitForRequests(1));
+  }  // closed without waiting for the answer
+  bool logged = false;
+  for (int i = 0; i < 500 && !logged; ++i) {
+    logged = daemon_.Log().find("client left while the user was being asked") != std::string::npos;
+    if (!logged) ::usleep(10000);
+  }
+  EXPECT_TRUE(logged) << daemon_.Log();
+  agent.Release();
+  EXPECT_EQ(Ask("work", "personal", "test.Ask"), std::string(kPersonalAllow));
 }
 
 TEST_F(AskFlowTest, DenialsAndNotifyYesAllowsAreNotified) {

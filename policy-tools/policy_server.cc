@@ -212,6 +212,21 @@ void PolicyServer::StartAsk(uint64_t id, const policy::Decision& ask, const Snap
   }
   ++pending_asks_;
   agent_calls_.emplace(call_id, std::move(*call));
+  WatchForHangup(id, call_id);
+}
+
+void PolicyServer::WatchForHangup(uint64_t id, uint64_t call_id) {
+  Connection* conn = Find(id);
+  if (conn == nullptr) return;
+  // No interest: only a full close of the client (EPOLLHUP) is reported; a
+  // client that just half-closed still gets its answer.
+  auto watch = loop_.Watch(conn->fd.get(), 0, [this, id, call_id](uint32_t events) {
+    if ((events & (EPOLLHUP | EPOLLERR)) == 0) return;
+    LOG_INFO("client left while the user was being asked; dropping the question");
+    if (agent_calls_.erase(call_id) > 0) --pending_asks_;
+    Close(id);
+  });
+  if (watch) conn->watch = std::move(*watch);
 }
 
 void PolicyServer::Conclude(uint64_t id, const policy::Decision& decision,
@@ -283,6 +298,7 @@ void PolicyServer::HandleEvalRequest(uint64_t id) {
 void PolicyServer::Reply(uint64_t id, std::string answer) {
   Connection* conn = Find(id);
   if (conn == nullptr) return;
+  conn->watch.Reset();  // the hang-up watch of a pending ask
   conn->out = std::move(answer);
   conn->out_done = 0;
   OnWritable(id);

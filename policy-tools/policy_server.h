@@ -57,6 +57,7 @@ class PolicyServer {
   void HandleEvalRequest(uint64_t id);
   void Decide(uint64_t id, const policy::PolicySocketRequest& request, const Snapshot& snapshot);
   void StartAsk(uint64_t id, const policy::Decision& ask, const Snapshot& snapshot);
+  void WatchForHangup(uint64_t id, uint64_t call_id);
   void Conclude(uint64_t id, const policy::Decision& decision,
                 std::shared_ptr<const policy::SystemInfo> info, bool just_evaluate);
   void Notify(const policy::Decision& decision, const policy::SystemInfo& info);

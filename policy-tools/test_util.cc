@@ -117,7 +117,8 @@ void ScriptedAgent::Serve() {
         changed_.notify_all();
         changed_.wait(lock, [&] { return !held_; });
       }
-      (void)sys::WriteAll(fd.get(), reply);
+      // The daemon may have given up on this question: no SIGPIPE here.
+      (void)::send(fd.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
     });
   }
 }
