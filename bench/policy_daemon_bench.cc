@@ -2,6 +2,7 @@
 // and 10,000 rules (p50/p99 of connect + request + answer + close, one client
 // at a time), plus a burst of concurrent clients. Goal: p99 < 200 us.
 // Usage: policy_daemon_bench [--json FILE] [--quick]
+#include <fmt/core.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "bench_util.h"
 
@@ -76,7 +75,8 @@ std::string RoundTrip(const std::string& path) {
   if (::write(fd, kRequest.data(), kRequest.size()) == static_cast<ssize_t>(kRequest.size())) {
     ::shutdown(fd, SHUT_WR);
     char buf[4096];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+      answer.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
   return answer;
@@ -99,10 +99,19 @@ Result Measure(int rules, int round_trips) {
   std::ofstream(dir + "/policy/50-bench.policy") << MakePolicy(rules);
   std::ofstream(dir + "/system-info.json") << kSystemInfo;
   std::string sock = dir + "/policy.sock";
-  std::vector<std::string> argv = {DaemonPath(), "--policy-path", dir + "/policy", "--legacy-path",
-                                   dir + "/legacy", "--system-info", dir + "/system-info.json",
-                                   "--socket-path", sock, "--eval-socket-path", dir + "/eval.sock",
-                                   "--gui-socket-path", dir + "/gui.sock"};
+  std::vector<std::string> argv = {DaemonPath(),
+                                   "--policy-path",
+                                   dir + "/policy",
+                                   "--legacy-path",
+                                   dir + "/legacy",
+                                   "--system-info",
+                                   dir + "/system-info.json",
+                                   "--socket-path",
+                                   sock,
+                                   "--eval-socket-path",
+                                   dir + "/eval.sock",
+                                   "--gui-socket-path",
+                                   dir + "/gui.sock"};
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   pid_t pid = SpawnDetached(argv, env);
@@ -146,8 +155,10 @@ int Main(int argc, char** argv) {
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--json" && i + 1 < argc) json = argv[++i];
-    else if (arg == "--quick") quick = true;
+    if (arg == "--json" && i + 1 < argc)
+      json = argv[++i];
+    else if (arg == "--quick")
+      quick = true;
   }
   int round_trips = quick ? 2000 : 20000;
   Report report;

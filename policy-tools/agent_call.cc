@@ -1,5 +1,6 @@
 #include "agent_call.h"
 
+#include <fmt/core.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -9,8 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "base/sys.h"
 
@@ -69,14 +68,15 @@ Result<UniqueFd> SpawnQrexecClient(const AgentRoute& route, std::string_view ser
 }  // namespace
 
 Result<std::unique_ptr<AgentCall>> AgentCall::Start(ServeLoop& loop, const AgentRoute& route,
-                                                    std::string_view service, std::string_view guivm,
-                                                    std::string_view json, Done done) {
+                                                    std::string_view service,
+                                                    std::string_view guivm, std::string_view json,
+                                                    Done done) {
   bool direct = guivm == "dom0" || route.direct_for_all;
   Result<UniqueFd> fd;
   std::string request;
   if (direct) {
-    std::string path = route.agent_socket.empty() ? fmt::format("/etc/qubes-rpc/{}", service)
-                                                  : route.agent_socket;
+    std::string path =
+        route.agent_socket.empty() ? fmt::format("/etc/qubes-rpc/{}", service) : route.agent_socket;
     fd = ConnectNonBlocking(path);
     request = fmt::format("{} dom0 name dom0", service);
     request.push_back('\0');
@@ -85,9 +85,11 @@ Result<std::unique_ptr<AgentCall>> AgentCall::Start(ServeLoop& loop, const Agent
   }
   if (!fd) return tl::unexpected(fd.error());
   request.append(json);
-  std::unique_ptr<AgentCall> call(new AgentCall(std::move(*fd), std::move(request), std::move(done)));
+  std::unique_ptr<AgentCall> call(
+      new AgentCall(std::move(*fd), std::move(request), std::move(done)));
   AgentCall* self = call.get();
-  auto watch = loop.Watch(call->fd_.get(), EPOLLOUT, [self](uint32_t events) { self->OnReady(events); });
+  auto watch =
+      loop.Watch(call->fd_.get(), EPOLLOUT, [self](uint32_t events) { self->OnReady(events); });
   if (!watch) return tl::unexpected(watch.error());
   call->watch_ = std::move(*watch);
   return call;
@@ -103,7 +105,8 @@ void AgentCall::OnReady(uint32_t events) {
     written_ += *n;
     if (written_ < request_.size()) return;
     ::shutdown(fd_.get(), SHUT_WR);
-    if (auto status = watch_.SetEvents(EPOLLIN); !status) return Finish(tl::unexpected(status.error()));
+    if (auto status = watch_.SetEvents(EPOLLIN); !status)
+      return Finish(tl::unexpected(status.error()));
     return;
   }
   (void)events;

@@ -3,6 +3,7 @@
 // controlling terminal one at a time; --assume-yes / --assume-no answer
 // without asking (scripted use).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,8 +16,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "agent_prompt.h"
 #include "base/escape_filter.h"
@@ -102,9 +101,9 @@ class Agent {
     }
     std::lock_guard lock(output_mutex_);  // one prompt at a time
     std::string answer = Decide(*ask);
-    Print(SanitizeForLog(fmt::format("policy.Ask: {} -> {}{} targets=[{}] default={}: {}", ask->source,
-                                     ask->service, ask->argument, fmt::join(ask->targets, ", "),
-                                     ask->default_target, answer)) +
+    Print(SanitizeForLog(fmt::format("policy.Ask: {} -> {}{} targets=[{}] default={}: {}",
+                                     ask->source, ask->service, ask->argument,
+                                     fmt::join(ask->targets, ", "), ask->default_target, answer)) +
           "\n");
     return answer;
   }
@@ -138,7 +137,8 @@ class Agent {
 };
 
 void ServeConnection(Agent& agent, UniqueFd conn) {
-  auto untrusted = sys::ReadToEof(conn.get(), kMaxAgentRequest, sys::Deadline::After(std::chrono::seconds(30)));
+  auto untrusted =
+      sys::ReadToEof(conn.get(), kMaxAgentRequest, sys::Deadline::After(std::chrono::seconds(30)));
   if (!untrusted) {
     LOG_WARNING("reading request: {}", untrusted.error().ToString());
     return;
@@ -169,11 +169,21 @@ int Main(int argc, char** argv) {
                                  {nullptr, 0, nullptr, 0}};
   for (int opt; (opt = getopt_long(argc, argv, "s:h", kLong, nullptr)) != -1;) {
     switch (opt) {
-      case 's': options.socket_path = optarg; break;
-      case kAssumeYes: options.mode = Mode::kAssumeYes; break;
-      case kAssumeNo: options.mode = Mode::kAssumeNo; break;
-      case 'h': Usage(stdout); return 0;
-      default: Usage(stderr); return 2;
+      case 's':
+        options.socket_path = optarg;
+        break;
+      case kAssumeYes:
+        options.mode = Mode::kAssumeYes;
+        break;
+      case kAssumeNo:
+        options.mode = Mode::kAssumeNo;
+        break;
+      case 'h':
+        Usage(stdout);
+        return 0;
+      default:
+        Usage(stderr);
+        return 2;
     }
   }
   if (optind != argc) {

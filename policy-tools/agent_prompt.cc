@@ -1,8 +1,8 @@
 #include "agent_prompt.h"
 
-#include <algorithm>
-
 #include <fmt/core.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "base/escape_filter.h"
@@ -61,8 +61,10 @@ Result<AskRequest> DecodeAsk(std::string_view untrusted_json) {
   auto object = ParseObject(untrusted_json);
   if (!object) return tl::unexpected(object.error());
   AskRequest ask;
-  for (auto [key, out] : {std::pair{"source", &ask.source}, {"service", &ask.service},
-                          {"argument", &ask.argument}, {"default_target", &ask.default_target}}) {
+  for (auto [key, out] : {std::pair{"source", &ask.source},
+                          {"service", &ask.service},
+                          {"argument", &ask.argument},
+                          {"default_target", &ask.default_target}}) {
     if (auto status = GetString(*object, key, *out); !status) return tl::unexpected(status.error());
   }
   auto targets = object->find("targets");
@@ -83,8 +85,10 @@ Result<NotifyRequest> DecodeNotify(std::string_view untrusted_json) {
   auto object = ParseObject(untrusted_json);
   if (!object) return tl::unexpected(object.error());
   NotifyRequest notify;
-  for (auto [key, out] : {std::pair{"resolution", &notify.resolution}, {"service", &notify.service},
-                          {"argument", &notify.argument}, {"source", &notify.source},
+  for (auto [key, out] : {std::pair{"resolution", &notify.resolution},
+                          {"service", &notify.service},
+                          {"argument", &notify.argument},
+                          {"source", &notify.source},
                           {"target", &notify.target}}) {
     if (auto status = GetString(*object, key, *out); !status) return tl::unexpected(status.error());
   }
@@ -113,7 +117,8 @@ std::string FormatPrompt(const AskRequest& ask) {
   auto order = PromptOrder(ask);
   for (size_t i = 0; i < order.size(); ++i) {
     bool is_default = order[i] == ask.default_target;
-    text += fmt::format("  {}) {}{}\n", i + 1, DisplayName(order[i]), is_default ? " [default]" : "");
+    text +=
+        fmt::format("  {}) {}{}\n", i + 1, DisplayName(order[i]), is_default ? " [default]" : "");
   }
   if (ask.default_target.empty())
     text += fmt::format("Choose a number (1-{}) or a name, or 'n' to deny: ", order.size());

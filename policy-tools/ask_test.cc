@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 #include <thread>
 
@@ -18,7 +17,8 @@ using nlohmann::json;
 
 constexpr std::string_view kPersonalAllow =
     "user=DEFAULT\nresult=allow\ntarget=personal\n"
-    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target=personal";
+    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target="
+    "personal";
 
 // Splits "HEADER\0JSON" and parses the JSON.
 std::pair<std::string, json> SplitAgentRequest(const std::string& request) {
@@ -106,7 +106,8 @@ TEST_F(AskFlowTest, APendingAskDoesNotBlockOtherEvaluations) {
   std::thread asker([&] { asked = Ask("work", "personal", "test.Ask"); });
   ASSERT_TRUE(agent.WaitForRequests(1));
   // The user has not answered yet; other clients are served meanwhile.
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
   EXPECT_FALSE(asked.has_value());
   agent.Release();
   asker.join();
@@ -153,11 +154,12 @@ TEST_F(AskFlowTest, DenialsAndNotifyYesAllowsAreNotified) {
   ASSERT_EQ(notes.size(), 3u);
   std::vector<std::string> seen;
   for (const auto& note : notes)
-    seen.push_back(note["resolution"].get<std::string>() + " " + note["service"].get<std::string>() +
-                   " " + note["target"].get<std::string>());
+    seen.push_back(note["resolution"].get<std::string>() + " " +
+                   note["service"].get<std::string>() + " " + note["target"].get<std::string>());
   std::sort(seen.begin(), seen.end());
-  EXPECT_EQ(seen, (std::vector<std::string>{"allow test.Loud personal", "deny test.AskNotify personal",
-                                            "deny test.Deny personal"}));
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{"allow test.Loud personal", "deny test.AskNotify personal",
+                                      "deny test.Deny personal"}));
 }
 
 class RealAgentTest : public AskFlowTest {
@@ -190,7 +192,8 @@ TEST_F(RealAgentTest, AssumeYesAnswersTheDefaultTarget) {
                      "personal, vault] default=personal: allow:personal"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("policy.Notify: allow test.Loud+ from work to personal"), std::string::npos) << out;
+  EXPECT_NE(out.find("policy.Notify: allow test.Loud+ from work to personal"), std::string::npos)
+      << out;
 }
 
 TEST_F(RealAgentTest, AssumeNoDenies) {

@@ -40,46 +40,79 @@ bool ParseMs(const char* text, std::chrono::milliseconds& out) {
 }
 
 enum Opt {
-  kPolicyPath = 1000, kSocketPath, kEvalSocketPath, kGuiSocketPath, kLegacyPath, kSystemInfo,
-  kQubesdSocket, kSystemInfoTtl, kAgentSocket, kDirectAgent, kQrexecClient, kHelp
+  kPolicyPath = 1000,
+  kSocketPath,
+  kEvalSocketPath,
+  kGuiSocketPath,
+  kLegacyPath,
+  kSystemInfo,
+  kQubesdSocket,
+  kSystemInfoTtl,
+  kAgentSocket,
+  kDirectAgent,
+  kQrexecClient,
+  kHelp
 };
 
 int ParseArgs(int argc, char** argv, StoreOptions& store, ServerOptions& server) {
-  static const option kLong[] = {
-      {"policy-path", required_argument, nullptr, kPolicyPath},
-      {"socket-path", required_argument, nullptr, kSocketPath},
-      {"eval-socket-path", required_argument, nullptr, kEvalSocketPath},
-      {"gui-socket-path", required_argument, nullptr, kGuiSocketPath},
-      {"legacy-path", required_argument, nullptr, kLegacyPath},
-      {"system-info", required_argument, nullptr, kSystemInfo},
-      {"qubesd-socket", required_argument, nullptr, kQubesdSocket},
-      {"system-info-ttl", required_argument, nullptr, kSystemInfoTtl},
-      {"agent-socket", required_argument, nullptr, kAgentSocket},
-      {"direct-agent", no_argument, nullptr, kDirectAgent},
-      {"qrexec-client", required_argument, nullptr, kQrexecClient},
-      {"help", no_argument, nullptr, kHelp},
-      {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {{"policy-path", required_argument, nullptr, kPolicyPath},
+                                 {"socket-path", required_argument, nullptr, kSocketPath},
+                                 {"eval-socket-path", required_argument, nullptr, kEvalSocketPath},
+                                 {"gui-socket-path", required_argument, nullptr, kGuiSocketPath},
+                                 {"legacy-path", required_argument, nullptr, kLegacyPath},
+                                 {"system-info", required_argument, nullptr, kSystemInfo},
+                                 {"qubesd-socket", required_argument, nullptr, kQubesdSocket},
+                                 {"system-info-ttl", required_argument, nullptr, kSystemInfoTtl},
+                                 {"agent-socket", required_argument, nullptr, kAgentSocket},
+                                 {"direct-agent", no_argument, nullptr, kDirectAgent},
+                                 {"qrexec-client", required_argument, nullptr, kQrexecClient},
+                                 {"help", no_argument, nullptr, kHelp},
+                                 {nullptr, 0, nullptr, 0}};
   store.qubesd_socket = policy::QubesdSocketPath();
   for (int opt; (opt = getopt_long(argc, argv, "", kLong, nullptr)) != -1;) {
     switch (opt) {
-      case kPolicyPath: store.load.dirs.push_back(optarg); break;
-      case kSocketPath: server.socket_path = optarg; break;
-      case kEvalSocketPath: server.eval_socket_path = optarg; break;
-      case kGuiSocketPath: server.gui_socket_path = optarg; break;
-      case kLegacyPath: store.load.legacy_dir = optarg; break;
-      case kSystemInfo: store.system_info_file = optarg; break;
-      case kQubesdSocket: store.qubesd_socket = optarg; break;
+      case kPolicyPath:
+        store.load.dirs.push_back(optarg);
+        break;
+      case kSocketPath:
+        server.socket_path = optarg;
+        break;
+      case kEvalSocketPath:
+        server.eval_socket_path = optarg;
+        break;
+      case kGuiSocketPath:
+        server.gui_socket_path = optarg;
+        break;
+      case kLegacyPath:
+        store.load.legacy_dir = optarg;
+        break;
+      case kSystemInfo:
+        store.system_info_file = optarg;
+        break;
+      case kQubesdSocket:
+        store.qubesd_socket = optarg;
+        break;
       case kSystemInfoTtl:
         if (!ParseMs(optarg, store.system_info_ttl)) {
           std::fprintf(stderr, "qrexec-policy-daemon: bad --system-info-ttl: %s\n", optarg);
           return 2;
         }
         break;
-      case kAgentSocket: server.agent.agent_socket = optarg; break;
-      case kDirectAgent: server.agent.direct_for_all = true; break;
-      case kQrexecClient: server.agent.qrexec_client = optarg; break;
-      case kHelp: Usage(stdout); std::exit(0);
-      default: Usage(stderr); return 2;
+      case kAgentSocket:
+        server.agent.agent_socket = optarg;
+        break;
+      case kDirectAgent:
+        server.agent.direct_for_all = true;
+        break;
+      case kQrexecClient:
+        server.agent.qrexec_client = optarg;
+        break;
+      case kHelp:
+        Usage(stdout);
+        std::exit(0);
+      default:
+        Usage(stderr);
+        return 2;
     }
   }
   if (optind != argc) {

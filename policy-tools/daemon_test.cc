@@ -1,14 +1,12 @@
 // Black-box tests of qrexec-policy-daemon: the real binary in a temporary
 // directory, spoken to over its sockets (policy-language.md §5.1).
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <atomic>
-#include <thread>
-
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/sys.h"
@@ -20,7 +18,8 @@ namespace {
 
 constexpr std::string_view kPersonalAllow =
     "user=DEFAULT\nresult=allow\ntarget=personal\n"
-    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target=personal";
+    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target="
+    "personal";
 
 class PolicyDaemonTest : public ::testing::Test {
  protected:
@@ -64,7 +63,7 @@ TEST_F(PolicyDaemonTest, AnswersAreByteExactForQubeDispvmDom0AndDeny) {
 TEST_F(PolicyDaemonTest, MalformedRequestsAreClosedWithoutAnAnswer) {
   ASSERT_TRUE(daemon_.Start());
   const std::vector<std::string> bad = {
-      "source=work\nintended_target=personal\n\n",                                // missing key
+      "source=work\nintended_target=personal\n\n",  // missing key
       "source=work\nsource=work\nintended_target=personal\nservice_and_arg=test.Allow\n\n",
       "source=work\nintended_target=personal\nservice_and_arg=test.Allow\ndomain_id=1\n\n",
       "source=work\nintended_target=personal\nservice_and_arg=test.Allow\njust_evaluate=maybe\n\n",
@@ -103,7 +102,8 @@ TEST_F(PolicyDaemonTest, ManyConcurrentClientsAreAllAnswered) {
     ASSERT_TRUE(sys::WriteAll(conns[i].get(), request.substr(10)));
   }
   for (int i = 0; i < kClients; ++i) {
-    auto reply = sys::ReadToEof(conns[i].get(), 4096, sys::Deadline::After(std::chrono::seconds(10)));
+    auto reply =
+        sys::ReadToEof(conns[i].get(), 4096, sys::Deadline::After(std::chrono::seconds(10)));
     ASSERT_TRUE(reply);
     EXPECT_EQ(*reply, i % 2 ? std::string(kPersonalAllow) : "result=deny");
   }
@@ -153,7 +153,8 @@ TEST_F(PolicyDaemonTest, ASystemInfoChangeIsSeenByTheNextRequest) {
   harness::WriteFile(dir_ / "system-info.json", info);
   auto reply = Ask("work", "personal", "test.Allow");
   ASSERT_TRUE(reply);
-  EXPECT_NE(reply->find("target_uuid=uuid:66666666-6666-6666-6666-666666666666"), std::string::npos);
+  EXPECT_NE(reply->find("target_uuid=uuid:66666666-6666-6666-6666-666666666666"),
+            std::string::npos);
 }
 
 TEST_F(PolicyDaemonTest, JustEvaluateAndAssumeYesChangeTheAnswer) {
@@ -169,19 +170,20 @@ TEST_F(PolicyDaemonTest, JustEvaluateAndAssumeYesChangeTheAnswer) {
 TEST_F(PolicyDaemonTest, EvalSimpleAnswersWithANewline) {
   ASSERT_TRUE(daemon_.Start());
   using namespace std::string_literals;
-  EXPECT_EQ(Query(daemon_.eval_socket(), "policy.EvalSimple+test.Allow vault keyword\0work\0personal"s),
-            "result=allow\n");
+  EXPECT_EQ(
+      Query(daemon_.eval_socket(), "policy.EvalSimple+test.Allow vault keyword\0work\0personal"s),
+      "result=allow\n");
   EXPECT_EQ(Query(daemon_.eval_socket(), "policy.EvalSimple+test.Allow vault\0work\0vault"s),
             "result=deny\n");
   // Ask counts as allowed (assume yes) when the target is a choice.
   EXPECT_EQ(Query(daemon_.eval_socket(), "policy.EvalSimple+test.Ask vault\0work\0personal"s),
             "result=allow\n");
   const std::vector<std::string> bad = {
-      "policy.EvalGUI+test.Allow vault\0work\0personal"s,   // wrong service
-      "policy.EvalSimple vault\0work\0personal"s,           // nothing to evaluate
-      "policy.EvalSimple++x vault\0work\0personal"s,        // starts with +
-      "policy.EvalSimple+test.Allow vault\0work"s,          // no target
-      "policy.EvalSimple+test.Allow vault\0work\0pers:nal"s,  // bad character
+      "policy.EvalGUI+test.Allow vault\0work\0personal"s,       // wrong service
+      "policy.EvalSimple vault\0work\0personal"s,               // nothing to evaluate
+      "policy.EvalSimple++x vault\0work\0personal"s,            // starts with +
+      "policy.EvalSimple+test.Allow vault\0work"s,              // no target
+      "policy.EvalSimple+test.Allow vault\0work\0pers:nal"s,    // bad character
       "policy.EvalSimple+test.Allow vault\0work\0personal\0"s,  // extra NUL
       "policy.EvalSimple+test.Allow vault\0"s + std::string(40, 'a') + "\0personal"s,
       "policy.EvalSimple+test.Allow vault\0work\0"s + std::string(100, 'a'),
@@ -211,8 +213,8 @@ TEST_F(PolicyDaemonTest, AnswersStayConsistentWhileThePolicyKeepsChanging) {
   std::atomic<bool> writing{true};
   std::thread writer([&] {
     for (int i = 0; i < 40; ++i) {
-      WritePolicy("20-flip.policy", i % 2 ? "test.Flip * work personal deny\n"
-                                          : "test.Flip * work personal allow\n");
+      WritePolicy("20-flip.policy",
+                  i % 2 ? "test.Flip * work personal deny\n" : "test.Flip * work personal allow\n");
       ::usleep(2000);
     }
     writing = false;
@@ -237,10 +239,11 @@ TEST_F(PolicyDaemonTest, RunningOutOfDescriptorsPausesAcceptingInsteadOfFailing)
   if (!harness::PathExists("/usr/bin/prlimit")) GTEST_SKIP() << "needs util-linux prlimit";
   // Start it under a low descriptor limit by hand (DaemonUnderTest adds its own argv[0]).
   harness::SpawnOptions options;
-  options.argv = {"/usr/bin/prlimit", "--nofile=40:40", harness::BinPath("qrexec-policy-daemon"),
-                  "--policy-path", dir_ / "policy", "--legacy-path", dir_ / "legacy",
-                  "--system-info", dir_ / "system-info.json", "--socket-path", dir_ / "p.sock",
-                  "--eval-socket-path", dir_ / "e.sock", "--gui-socket-path", dir_ / "g.sock"};
+  options.argv = {"/usr/bin/prlimit", "--nofile=40:40",    harness::BinPath("qrexec-policy-daemon"),
+                  "--policy-path",    dir_ / "policy",     "--legacy-path",
+                  dir_ / "legacy",    "--system-info",     dir_ / "system-info.json",
+                  "--socket-path",    dir_ / "p.sock",     "--eval-socket-path",
+                  dir_ / "e.sock",    "--gui-socket-path", dir_ / "g.sock"};
   options.stdin_mode = harness::Stdio::kNull;
   options.stdout_mode = harness::Stdio::kNull;
   auto daemon = harness::Process::Spawn(options);

@@ -17,7 +17,8 @@ bool IsEvalName(std::string_view name, size_t max_len) {
 
 }  // namespace
 
-Result<EvalRequest> DecodeEvalRequest(std::string_view expected_service, std::string_view untrusted) {
+Result<EvalRequest> DecodeEvalRequest(std::string_view expected_service,
+                                      std::string_view untrusted) {
   auto nul = untrusted.find('\0');
   if (nul == std::string_view::npos) return MakeError(ErrorKind::kMalformed, "no header");
   std::string_view header = untrusted.substr(0, nul);

@@ -1,10 +1,10 @@
 #include "graph.h"
 
+#include <fmt/core.h>
+
 #include <map>
 #include <set>
 #include <utility>
-
-#include <fmt/core.h>
 
 #include "policy/evaluate.h"
 
@@ -70,7 +70,8 @@ class Drawer {
     std::vector<std::string> sources = options_.sources;
     if (sources.empty())
       for (const auto& domain : info_.domains()) sources.push_back(domain.name);
-    std::vector<std::string> targets = options_.targets.empty() ? AllTargets(info_) : options_.targets;
+    std::vector<std::string> targets =
+        options_.targets.empty() ? AllTargets(info_) : options_.targets;
     for (const auto& [service, argument] : ServicePairs(policy_, options_))
       for (const auto& source : sources)
         for (const auto& target : targets) AddEdge(service, argument, source, target);

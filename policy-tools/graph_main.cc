@@ -56,14 +56,22 @@ int Parse(int argc, char** argv, Args& args) {
       return out.size() > before;
     };
     bool ok = true;
-    if (arg == "--include-ask") args.graph.include_ask = true;
-    else if (arg == "--full-output") args.graph.full_output = true;
-    else if (arg == "--skip-labels") args.graph.skip_labels = true;
-    else if (arg == "--source") ok = many(args.graph.sources);
-    else if (arg == "--target") ok = many(args.graph.targets);
-    else if (arg == "--service") ok = many(args.graph.services);
-    else if (arg == "--output") ok = one(args.output);
-    else if (arg == "--system-info") ok = one(args.system_info);
+    if (arg == "--include-ask")
+      args.graph.include_ask = true;
+    else if (arg == "--full-output")
+      args.graph.full_output = true;
+    else if (arg == "--skip-labels")
+      args.graph.skip_labels = true;
+    else if (arg == "--source")
+      ok = many(args.graph.sources);
+    else if (arg == "--target")
+      ok = many(args.graph.targets);
+    else if (arg == "--service")
+      ok = many(args.graph.services);
+    else if (arg == "--output")
+      ok = one(args.output);
+    else if (arg == "--system-info")
+      ok = one(args.system_info);
     else if (arg == "--policy-dir") {
       std::string dir;
       ok = one(dir);
@@ -130,15 +138,15 @@ int Main(int argc, char** argv) {
   Args args;
   if (int rc = Parse(argc, argv, args); rc != 0) return rc;
   policy::LoadOptions load;
-  load.dirs = args.policy_dirs.empty() ? std::vector<std::string>{policy::kPolicyPath} : args.policy_dirs;
+  load.dirs =
+      args.policy_dirs.empty() ? std::vector<std::string>{policy::kPolicyPath} : args.policy_dirs;
   auto loaded = policy::LoadPolicy(load);
   if (!loaded) {
     std::fprintf(stderr, "qrexec-policy-graph: %s\n", loaded.error().message.c_str());
     return 1;
   }
-  auto info = args.system_info.empty()
-                  ? policy::FetchSystemInfo(policy::QubesdSocketPath())
-                  : policy::SystemInfo::FromFile(args.system_info);
+  auto info = args.system_info.empty() ? policy::FetchSystemInfo(policy::QubesdSocketPath())
+                                       : policy::SystemInfo::FromFile(args.system_info);
   if (!info) {
     std::fprintf(stderr, "qrexec-policy-graph: system info: %s\n", info.error().ToString().c_str());
     return 1;

@@ -4,6 +4,7 @@
 // appended). Included files are not read; an include path must be a plain
 // name or include/NAME. -i checks the files as !include-service (old-format)
 // files. Exit 0 when clean, 1 after the first file with errors, 2 on usage.
+#include <fmt/core.h>
 #include <getopt.h>
 
 #include <cstdio>
@@ -14,8 +15,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "base/escape_filter.h"
 #include "policy/rule.h"
@@ -50,8 +49,8 @@ std::optional<std::string> CheckNewDirective(const std::vector<std::string_view>
       return status.error().message;
     return CheckIncludePath(fields[3]);
   }
-  if (word == "!compat-4.0") return params != 0 ? std::optional<std::string>("invalid number of params")
-                                                 : std::nullopt;
+  if (word == "!compat-4.0")
+    return params != 0 ? std::optional<std::string>("invalid number of params") : std::nullopt;
   return "invalid directive";
 }
 
@@ -133,10 +132,18 @@ int Main(int argc, char** argv) {
                                  {nullptr, 0, nullptr, 0}};
   for (int opt; (opt = getopt_long(argc, argv, "sih", kLong, nullptr)) != -1;) {
     switch (opt) {
-      case 's': show_line = true; break;
-      case 'i': service_file = true; break;
-      case 'h': Usage(stdout); return 0;
-      default: Usage(stderr); return 2;
+      case 's':
+        show_line = true;
+        break;
+      case 'i':
+        service_file = true;
+        break;
+      case 'h':
+        Usage(stdout);
+        return 0;
+      default:
+        Usage(stderr);
+        return 2;
     }
   }
   if (optind == argc) {

@@ -1,13 +1,12 @@
 #include "policy_server.h"
 
+#include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <string_view>
-
-#include <fmt/core.h>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "base/escape_filter.h"
 #include "base/limits.h"
@@ -104,7 +103,8 @@ void PolicyServer::OnAccept(Listener& listener) {
       continue;
     }
     uint64_t id = next_id_++;
-    auto conn = std::make_unique<Connection>(Connection{listener.kind, std::move(*fd), {}, {}, {}, 0});
+    auto conn =
+        std::make_unique<Connection>(Connection{listener.kind, std::move(*fd), {}, {}, {}, 0});
     auto watch = loop_.Watch(conn->fd.get(), EPOLLIN, [this, id](uint32_t) { OnReadable(id); });
     if (!watch) {
       LOG_WARNING("watch: {}", watch.error().ToString());
@@ -159,7 +159,8 @@ void PolicyServer::HandlePolicyRequest(uint64_t id, const policy::PolicySocketRe
   store_.Acquire([this, id, request](const Snapshot& snapshot) { Decide(id, request, snapshot); });
 }
 
-void PolicyServer::Decide(uint64_t id, const policy::PolicySocketRequest& r, const Snapshot& snapshot) {
+void PolicyServer::Decide(uint64_t id, const policy::PolicySocketRequest& r,
+                          const Snapshot& snapshot) {
   auto request = policy::MakeRequest(r.source, r.intended_target, r.service_and_arg,
                                      r.requested_source.value_or(""));
   policy::Decision decision;
@@ -286,10 +287,11 @@ void PolicyServer::HandleEvalRequest(uint64_t id) {
         return Close(id);
       }
     }
-    auto decision = policy::Evaluate(*snapshot.policy, info,
-                                     policy::MakeRequest(request.source, request.target,
-                                                         request.service_and_arg));
-    decision = policy::ApplyMode(decision, info, /*just_evaluate=*/true, /*assume_yes_for_ask=*/true);
+    auto decision = policy::Evaluate(
+        *snapshot.policy, info,
+        policy::MakeRequest(request.source, request.target, request.service_and_arg));
+    decision =
+        policy::ApplyMode(decision, info, /*just_evaluate=*/true, /*assume_yes_for_ask=*/true);
     bool allowed = decision.verdict == policy::Verdict::kAllow;
     Reply(id, allowed ? "result=allow\n" : "result=deny\n");
   });
@@ -313,7 +315,8 @@ void PolicyServer::OnWritable(uint64_t id) {
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return Close(id);  // the client left
       if (!conn->watch.active()) {
-        auto watch = loop_.Watch(conn->fd.get(), EPOLLOUT, [this, id](uint32_t) { OnWritable(id); });
+        auto watch =
+            loop_.Watch(conn->fd.get(), EPOLLOUT, [this, id](uint32_t) { OnWritable(id); });
         if (!watch) return Close(id);
         conn->watch = std::move(*watch);
       }

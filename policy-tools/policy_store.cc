@@ -1,5 +1,6 @@
 #include "policy_store.h"
 
+#include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -9,8 +10,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-
-#include <fmt/core.h>
 
 #include "base/log.h"
 #include "base/sys.h"
@@ -38,7 +37,9 @@ void WatchTree(int inotify_fd, const std::filesystem::path& root,
   }
   int wd = ::inotify_add_watch(inotify_fd, root.c_str(), kWatchMask);
   if (wd >= 0) parent_filters.erase(wd);  // now a watched tree: every event counts
-  for (fs::recursive_directory_iterator it(root, fs::directory_options::follow_directory_symlink, ec), end;
+  for (fs::recursive_directory_iterator
+           it(root, fs::directory_options::follow_directory_symlink, ec),
+       end;
        !ec && it != end; it.increment(ec)) {
     if (it->is_directory(ec)) {
       wd = ::inotify_add_watch(inotify_fd, it->path().c_str(), kWatchMask);
@@ -149,7 +150,8 @@ void PolicyStore::StartJob() {
   });
 }
 
-PolicyStore::JobResult PolicyStore::RunJob(uint64_t gen, bool reload_policy, bool reload_system_info) {
+PolicyStore::JobResult PolicyStore::RunJob(uint64_t gen, bool reload_policy,
+                                           bool reload_system_info) {
   JobResult result;
   result.policy_gen = gen;
   if (reload_policy) {

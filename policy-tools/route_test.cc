@@ -2,12 +2,11 @@
 // a GuiVM other than dom0, system info from a qubesd socket, and the real
 // agent prompting on a terminal.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <mutex>
@@ -24,7 +23,8 @@ namespace {
 
 constexpr std::string_view kPersonalAllow =
     "user=DEFAULT\nresult=allow\ntarget=personal\n"
-    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target=personal";
+    "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target="
+    "personal";
 
 // A qubesd that answers internal.GetSystemInfo with whatever JSON is set.
 class FakeQubesd {
@@ -57,7 +57,8 @@ class FakeQubesd {
       if (::poll(&pfd, 1, 50) <= 0) continue;
       auto conn = sys::Accept(listener_.get());
       if (!conn) continue;
-      auto request = sys::ReadToEof(conn->get(), 1 << 16, sys::Deadline::After(std::chrono::seconds(5)));
+      auto request =
+          sys::ReadToEof(conn->get(), 1 << 16, sys::Deadline::After(std::chrono::seconds(5)));
       std::string reply;
       {
         std::lock_guard lock(mutex_);
@@ -110,18 +111,29 @@ TEST_F(RouteTest, AGuiVmOtherThanDom0IsAskedThroughQrexecClient) {
 TEST_F(RouteTest, SystemInfoComesFromQubesdAndIsRefreshedAfterTheTtl) {
   FakeQubesd qubesd(dir_ / "qubesd.sock");
   qubesd.SetJson(SmallSystemInfoJson());
-  std::vector<std::string> extra = {"--qubesd-socket", dir_ / "qubesd.sock", "--system-info-ttl", "0"};
+  std::vector<std::string> extra = {"--qubesd-socket", dir_ / "qubesd.sock", "--system-info-ttl",
+                                    "0"};
   // DaemonUnderTest passes --system-info; start this one by hand.
   harness::SpawnOptions options;
-  options.argv = {harness::BinPath("qrexec-policy-daemon"), "--policy-path", dir_ / "policy",
-                  "--legacy-path", dir_ / "legacy", "--socket-path", dir_ / "p.sock",
-                  "--eval-socket-path", dir_ / "e.sock", "--gui-socket-path", dir_ / "g.sock"};
+  options.argv = {harness::BinPath("qrexec-policy-daemon"),
+                  "--policy-path",
+                  dir_ / "policy",
+                  "--legacy-path",
+                  dir_ / "legacy",
+                  "--socket-path",
+                  dir_ / "p.sock",
+                  "--eval-socket-path",
+                  dir_ / "e.sock",
+                  "--gui-socket-path",
+                  dir_ / "g.sock"};
   options.argv.insert(options.argv.end(), extra.begin(), extra.end());
   options.stdin_mode = harness::Stdio::kNull;
   options.stdout_mode = harness::Stdio::kNull;
   auto daemon = harness::Process::Spawn(options);
   ASSERT_TRUE(daemon);
-  auto ask = [&] { return Query(dir_ / "p.sock", PolicyRequest("work", "personal", "test.Allow")); };
+  auto ask = [&] {
+    return Query(dir_ / "p.sock", PolicyRequest("work", "personal", "test.Allow"));
+  };
   EXPECT_EQ(ask(), std::string(kPersonalAllow));
   EXPECT_EQ(qubesd.last_request(), std::string("internal.GetSystemInfo+ dom0 name dom0\0", 39));
   std::string info = SmallSystemInfoJson();
@@ -130,7 +142,8 @@ TEST_F(RouteTest, SystemInfoComesFromQubesdAndIsRefreshedAfterTheTtl) {
   qubesd.SetJson(info);
   auto reply = ask();
   ASSERT_TRUE(reply);
-  EXPECT_NE(reply->find("target_uuid=uuid:77777777-7777-7777-7777-777777777777"), std::string::npos);
+  EXPECT_NE(reply->find("target_uuid=uuid:77777777-7777-7777-7777-777777777777"),
+            std::string::npos);
   // qubesd answering garbage: refused, not crashed.
   qubesd.SetJson("not json");
   EXPECT_EQ(ask(), "result=deny");
@@ -163,15 +176,18 @@ TEST_F(RouteTest, TheAgentPromptsOnItsTerminalAndReadsTheChoice) {
     ssize_t n = ::read(master_fd.get(), buf, sizeof buf);
     if (n > 0) screen.append(buf, static_cast<size_t>(n));
   }
-  EXPECT_NE(screen.find("Qube 'work' asks to call 'test.Ask' with argument '+'."), std::string::npos) << screen;
+  EXPECT_NE(screen.find("Qube 'work' asks to call 'test.Ask' with argument '+'."),
+            std::string::npos)
+      << screen;
   EXPECT_NE(screen.find("1) Disposable VM (default-dvm)"), std::string::npos) << screen;
   EXPECT_NE(screen.find("3) personal [default]"), std::string::npos) << screen;
   EXPECT_NE(screen.find("4) vault"), std::string::npos) << screen;
   ASSERT_TRUE(sys::WriteAll(master_fd.get(), "4\n"));
   asker.join();
-  EXPECT_EQ(answer, "user=DEFAULT\nresult=allow\ntarget=vault\n"
-                    "target_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\n"
-                    "requested_target=vault");
+  EXPECT_EQ(answer,
+            "user=DEFAULT\nresult=allow\ntarget=vault\n"
+            "target_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\n"
+            "requested_target=vault");
 }
 
 }  // namespace

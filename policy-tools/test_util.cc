@@ -1,14 +1,12 @@
 #include "test_util.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <fmt/core.h>
-
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/check.h"
 #include "base/sys.h"
@@ -26,15 +24,20 @@ std::string SmallSystemInfoJson() {
   };
   return "{\"domains\": {" +
          domain("dom0", "AdminVM", "00000000-0000-0000-0000-000000000000", "", "null", false,
-                "Running", "null") + ", " +
-         domain("work", "AppVM", "11111111-1111-1111-1111-111111111111", R"("guivm-dom0", "work-tag")",
-                R"("dom0")", false, "Running", "null") + ", " +
+                "Running", "null") +
+         ", " +
+         domain("work", "AppVM", "11111111-1111-1111-1111-111111111111",
+                R"("guivm-dom0", "work-tag")", R"("dom0")", false, "Running", "null") +
+         ", " +
          domain("personal", "AppVM", "22222222-2222-2222-2222-222222222222", R"("guivm-dom0")",
-                R"("dom0")", false, "Running", "null") + ", " +
-         domain("default-dvm", "AppVM", "33333333-3333-3333-3333-333333333333", "", R"("dom0")", true,
-                "Halted", "null") + ", " +
+                R"("dom0")", false, "Running", "null") +
+         ", " +
+         domain("default-dvm", "AppVM", "33333333-3333-3333-3333-333333333333", "", R"("dom0")",
+                true, "Halted", "null") +
+         ", " +
          domain("vault", "AppVM", "44444444-4444-4444-4444-444444444444", "", "null", false,
-                "Halted", "null") + ", " +
+                "Halted", "null") +
+         ", " +
          domain("sys-internal", "AppVM", "55555555-5555-5555-5555-555555555555", "", R"("dom0")",
                 false, "Running", R"("1")") +
          "}}";
@@ -136,15 +139,23 @@ DaemonUnderTest::~DaemonUnderTest() {
 bool DaemonUnderTest::Start(std::vector<std::string> extra) {
   harness::SpawnOptions options;
   options.argv = {harness::BinPath("qrexec-policy-daemon"),
-                  "--policy-path", dir_ / "policy",
-                  "--legacy-path", dir_ / "legacy",
-                  "--system-info", dir_ / "system-info.json",
-                  "--socket-path", policy_socket(),
-                  "--eval-socket-path", eval_socket(),
-                  "--gui-socket-path", gui_socket(),
-                  "--agent-socket", agent_socket()};
+                  "--policy-path",
+                  dir_ / "policy",
+                  "--legacy-path",
+                  dir_ / "legacy",
+                  "--system-info",
+                  dir_ / "system-info.json",
+                  "--socket-path",
+                  policy_socket(),
+                  "--eval-socket-path",
+                  eval_socket(),
+                  "--gui-socket-path",
+                  gui_socket(),
+                  "--agent-socket",
+                  agent_socket()};
   options.argv.insert(options.argv.end(), extra.begin(), extra.end());
-  UniqueFd log(::open((dir_ / "daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  UniqueFd log(
+      ::open((dir_ / "daemon.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   options.stdin_mode = harness::Stdio::kNull;
   options.stdout_mode = harness::Stdio::kNull;
   options.stderr_fd = log.get();

@@ -43,11 +43,11 @@ TEST(PolicyLint, EveryProblemIsReportedWithFileAndLine) {
   auto result = RunTool({harness::BinPath("qubes-policy-lint"), path, dir / "never-read.policy"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out,
-            path + ":2: error: wrong number of fields\n" +
-            path + ":3: error: invalid action: permit\n" +
-            path + ":4: error: no such policy file: '/etc/passwd'\n" +
-            path + ":5: error: invalid directive\n" +
-            path + ":6: error: allow action for @default rule must specify target= option\n");
+            path + ":2: error: wrong number of fields\n" + path +
+                ":3: error: invalid action: permit\n" + path +
+                ":4: error: no such policy file: '/etc/passwd'\n" + path +
+                ":5: error: invalid directive\n" + path +
+                ":6: error: allow action for @default rule must specify target= option\n");
 }
 
 TEST(PolicyLint, ShowLineAppendsTheLine) {
@@ -55,7 +55,8 @@ TEST(PolicyLint, ShowLineAppendsTheLine) {
   harness::WriteFile(dir / "bad.policy", "  x * @anyvm @anyvm nope  \n");
   auto result = RunTool({harness::BinPath("qubes-policy-lint"), "-s", dir / "bad.policy"});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.out, dir / "bad.policy" + ":1: error: invalid action: nope: x * @anyvm @anyvm nope\n");
+  EXPECT_EQ(result.out,
+            dir / "bad.policy" + ":1: error: invalid action: nope: x * @anyvm @anyvm nope\n");
 }
 
 TEST(PolicyLint, IncludeServiceFilesUseTheOldFormat) {
@@ -94,10 +95,17 @@ TEST_F(PolicyGraph, DrawsAllowedCallsAsRedEdges) {
   const std::string& dot = result.out;
   EXPECT_TRUE(dot.starts_with("digraph g {\n")) << dot;
   EXPECT_TRUE(dot.ends_with("}\n"));
-  EXPECT_NE(dot.find("  \"work\" -> \"personal\" [label = \"test.Copy\", color = red];\n"), std::string::npos) << dot;
-  EXPECT_NE(dot.find("  \"work\" -> \"@dispvm\" [label = \"test.Open\", color = red];\n"), std::string::npos) << dot;
-  EXPECT_NE(dot.find("  \"personal\" -> \"vault\" [label = \"test.Redirect\", color = red];\n"), std::string::npos) << dot;
-  EXPECT_NE(dot.find("  \"work\" [color = \"#cc0000\", penwidth = 3];\n"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("  \"work\" -> \"personal\" [label = \"test.Copy\", color = red];\n"),
+            std::string::npos)
+      << dot;
+  EXPECT_NE(dot.find("  \"work\" -> \"@dispvm\" [label = \"test.Open\", color = red];\n"),
+            std::string::npos)
+      << dot;
+  EXPECT_NE(dot.find("  \"personal\" -> \"vault\" [label = \"test.Redirect\", color = red];\n"),
+            std::string::npos)
+      << dot;
+  EXPECT_NE(dot.find("  \"work\" [color = \"#cc0000\", penwidth = 3];\n"), std::string::npos)
+      << dot;
   EXPECT_NE(dot.find("  \"@dispvm\" [style = dotted];\n"), std::string::npos) << dot;
   EXPECT_EQ(dot.find("orange"), std::string::npos);
 }
@@ -105,14 +113,18 @@ TEST_F(PolicyGraph, DrawsAllowedCallsAsRedEdges) {
 TEST_F(PolicyGraph, IncludeAskAndFiltersAndFullOutput) {
   auto asks = Graph({"--include-ask", "--source", "work", "--service", "test.Copy"});
   ASSERT_EQ(asks.exit_code, 0) << asks.err;
-  EXPECT_NE(asks.out.find("  \"work\" -> \"vault\" [label = \"test.Copy\", color = orange];\n"), std::string::npos) << asks.out;
+  EXPECT_NE(asks.out.find("  \"work\" -> \"vault\" [label = \"test.Copy\", color = orange];\n"),
+            std::string::npos)
+      << asks.out;
   EXPECT_EQ(asks.out.find("test.Open"), std::string::npos);
   EXPECT_EQ(asks.out.find("\"personal\" ->"), std::string::npos);
   auto full = Graph({"--full-output", "--target", "@dispvm", "--skip-labels"});
   ASSERT_EQ(full.exit_code, 0) << full.err;
-  EXPECT_NE(full.out.find("  \"work\" -> \"@dispvm\" [color = red];\n"), std::string::npos) << full.out;
+  EXPECT_NE(full.out.find("  \"work\" -> \"@dispvm\" [color = red];\n"), std::string::npos)
+      << full.out;
   auto labelled = Graph({"--full-output", "--target", "@dispvm"});
-  EXPECT_NE(labelled.out.find("label = \"test.Open+url allow\""), std::string::npos) << labelled.out;
+  EXPECT_NE(labelled.out.find("label = \"test.Open+url allow\""), std::string::npos)
+      << labelled.out;
 }
 
 TEST_F(PolicyGraph, WritesPngWhenGraphvizIsInstalled) {
