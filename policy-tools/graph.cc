@@ -13,20 +13,14 @@ namespace {
 
 using ServicePair = std::pair<std::string, std::string>;  // service, argument ("+..." )
 
+// Every (service, argument) pair named by a rule (a "*" argument as the call
+// without one), plus the --service ones (a bare SVC as the call without one).
 std::vector<ServicePair> ServicePairs(const policy::Policy& policy, const GraphOptions& options) {
   std::set<ServicePair> pairs;
-  for (const std::string& wanted : options.services) {
-    auto [service, argument] = policy::SplitServiceAndArgument(wanted);
-    pairs.emplace(service, argument);
-    if (wanted.find('+') != std::string::npos) continue;
-    // A bare SVC also covers every argument the policy names for it.
-    for (const auto& rule : policy.rules())
-      if (rule.service == service && rule.argument) pairs.emplace(service, *rule.argument);
-  }
-  if (options.services.empty()) {
-    for (const auto& rule : policy.rules())
-      if (rule.service) pairs.emplace(*rule.service, rule.argument.value_or("+"));
-  }
+  for (const auto& rule : policy.rules())
+    if (rule.service) pairs.emplace(*rule.service, rule.argument.value_or("+"));
+  for (const std::string& wanted : options.services)
+    pairs.insert(policy::SplitServiceAndArgument(wanted));
   return {pairs.begin(), pairs.end()};
 }
 

@@ -17,7 +17,7 @@ struct GraphOptions {
   bool skip_labels = false;
   std::vector<std::string> sources;   // empty: every qube
   std::vector<std::string> targets;   // empty: every qube, @dispvm, @dispvm:N, @default
-  std::vector<std::string> services;  // SVC or SVC+ARG; empty: every pair named by a rule
+  std::vector<std::string> services;  // SVC or SVC+ARG, evaluated besides the pairs the rules name
 };
 
 // The dot text ("digraph g {\n...}\n"), duplicate lines dropped.

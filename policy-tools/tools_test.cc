@@ -78,7 +78,8 @@ class PolicyGraph : public ::testing::Test {
                        "test.Copy * work personal allow\n"
                        "test.Copy * work @anyvm ask\n"
                        "test.Open +url work @dispvm allow\n"
-                       "test.Redirect * personal @default allow target=vault\n");
+                       "test.Redirect * personal @default allow target=vault\n"
+                       "* * vault dom0 allow\n");
   }
   harness::RunResult Graph(std::vector<std::string> extra) {
     std::vector<std::string> argv = {harness::BinPath("qrexec-policy-graph"), "--policy-dir",
@@ -111,13 +112,21 @@ TEST_F(PolicyGraph, DrawsAllowedCallsAsRedEdges) {
 }
 
 TEST_F(PolicyGraph, IncludeAskAndFiltersAndFullOutput) {
-  auto asks = Graph({"--include-ask", "--source", "work", "--service", "test.Copy"});
+  auto asks = Graph({"--include-ask", "--source", "work"});
   ASSERT_EQ(asks.exit_code, 0) << asks.err;
   EXPECT_NE(asks.out.find("  \"work\" -> \"vault\" [label = \"test.Copy\", color = orange];\n"),
             std::string::npos)
       << asks.out;
-  EXPECT_EQ(asks.out.find("test.Open"), std::string::npos);
   EXPECT_EQ(asks.out.find("\"personal\" ->"), std::string::npos);
+  // Rules for any service only show up for the services asked for.
+  EXPECT_EQ(asks.out.find("test.Extra"), std::string::npos);
+  auto extra = Graph({"--service", "test.Extra", "other.Svc+x", "--target", "dom0"});
+  EXPECT_NE(extra.out.find("  \"vault\" -> \"dom0\" [label = \"test.Extra\", color = red];\n"),
+            std::string::npos)
+      << extra.out;
+  EXPECT_NE(extra.out.find("  \"vault\" -> \"dom0\" [label = \"other.Svc\", color = red];\n"),
+            std::string::npos)
+      << extra.out;
   auto full = Graph({"--full-output", "--target", "@dispvm", "--skip-labels"});
   ASSERT_EQ(full.exit_code, 0) << full.err;
   EXPECT_NE(full.out.find("  \"work\" -> \"@dispvm\" [color = red];\n"), std::string::npos)
