@@ -103,6 +103,12 @@ class Parser {
         auto v = GetString(node, k);
         if (!v) return tl::unexpected(v.error());
         config.default_dispvm = *v;
+      } else if (k == "policy_agent") {
+        auto v = GetString(node, k);
+        if (!v) return tl::unexpected(v.error());
+        if (*v != "none" && *v != "prompt" && *v != "assume-yes" && *v != "assume-no")
+          return Fail(LineOf(node), fmt::format("policy_agent '{}' is not none, prompt, assume-yes or assume-no", *v));
+        config.policy_agent = *v;
       } else {
         return Fail(LineOf(node), fmt::format("unknown key '{}' in [host]", k));
       }
@@ -116,8 +122,9 @@ class Parser {
     domain.default_dispvm = config.default_dispvm;
     bool has_name = false;
     bool has_default_dispvm = false;
-    for (const auto& [key, node] : table) {
-      std::string_view k = key.str();
+    for (const auto& entry : table) {
+      std::string_view k = entry.first.str();
+      const toml::node& node = entry.second;
       Status status = Ok();
       auto str = [&](std::string& out, bool path) -> Status {
         auto v = GetString(node, k);

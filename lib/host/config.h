@@ -7,6 +7,8 @@
 //   bin_dir = "/usr/lib/qrexec"          # where qrexec-agent etc. are
 //   dom0_services = "dom0-rpc"           # services that run in dom0
 //   default_dispvm = "default-dvm"       # dom0's and the domains' default
+//   policy_agent = "assume-yes"          # run qrexec-policy-agent for "ask"
+//                                        # rules: none, prompt, assume-yes, assume-no
 //
 //   [[domain]]
 //   name = "work"
@@ -64,6 +66,7 @@ struct HostConfig {
   std::string bin_dir;             // empty: beside the running qrexec-host
   std::string dom0_service_dir;    // empty: none
   std::string default_dispvm;      // dom0's default disposable template
+  std::string policy_agent = "none";  // none, prompt, assume-yes, assume-no
   std::vector<DomainConfig> domains;
 
   const DomainConfig* Find(std::string_view name) const;

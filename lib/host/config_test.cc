@@ -86,6 +86,7 @@ TEST(HostConfig, ReportsBadConfigsWithFileAndLine) {
        "host.toml:1: default_dispvm 'a' is not a domain with template_for_dispvms"},
       {"[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\nuuid = \"ABC\"\n", "host.toml:4: 'ABC' is not"},
       {"domains = 3\n", "host.toml:1: unknown top-level key 'domains'"},
+      {"[host]\npolicy_agent = \"maybe\"\n", "host.toml:2: policy_agent 'maybe'"},
   };
   for (const auto& c : cases) {
     auto config = ParseConfig(c.text, "/x/host.toml");

@@ -107,7 +107,10 @@ Status Host::Init() {
   if (auto status = control_server_->Listen(paths_.control_socket); !status) return status;
   ::chmod(paths_.qubesd_socket.c_str(), 0600);
   ::chmod(paths_.control_socket.c_str(), 0600);
-  if (options_.start_policy_daemon) StartPolicyDaemon();
+  if (options_.start_policy_daemon) {
+    StartPolicyAgent();
+    StartPolicyDaemon();
+  }
   if (options_.autostart) {
     for (const auto& domain : domains_) {
       if (!domain->config.autostart) continue;
@@ -137,6 +140,7 @@ void Host::Shutdown() {
     if (domain->dynamic) dynamic.push_back(domain->config.name);
   for (const auto& name : dynamic) StopDomain(name, "host shutdown");
   if (policy_daemon_.valid()) policy_daemon_.Stop(2s);
+  if (policy_agent_.valid()) policy_agent_.Stop(2s);
   qubesd_server_.reset();
   control_server_.reset();
   broker_.RemoveDomain(0);
@@ -460,6 +464,29 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
     }
   }
   for (auto& waiter : waiters) waiter(MakeError(ErrorKind::kInternal, name + " stopped: " + why));
+}
+
+void Host::StartPolicyAgent() {
+  const std::string& mode = options_.config.policy_agent;
+  if (mode == "none") return;
+  std::string program = Program("qrexec-policy-agent");
+  if (::access(program.c_str(), X_OK) != 0) {
+    LOG_WARNING("no qrexec-policy-agent in {}: 'ask' rules will be denied", options_.bin_dir);
+    return;
+  }
+  SpawnOptions spawn;
+  spawn.argv = {program, "--socket-path", paths_.policy_agent_socket};
+  if (mode != "prompt") spawn.argv.push_back("--" + mode);
+  spawn.env = MakeEnvironment({}, {});
+  spawn.inherit_stdin = mode == "prompt";
+  spawn.new_session = mode != "prompt";
+  if (mode != "prompt") spawn.log_path = paths_.log_dir + "/policy-agent.log";
+  auto child = Spawn(spawn);
+  if (!child) {
+    LOG_ERROR("cannot start the policy agent: {}", child.error().ToString());
+    return;
+  }
+  policy_agent_ = std::move(*child);
 }
 
 void Host::StartPolicyDaemon() {

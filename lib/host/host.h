@@ -117,6 +117,7 @@ class Host {
   // dynamic disposable.
   void StopDomain(const std::string& name, const std::string& why);
   void StartPolicyDaemon();
+  void StartPolicyAgent();
   void RegisterHandlers(admin::Server& server, bool control);
   std::string Program(const std::string& name) const { return options_.bin_dir + "/" + name; }
   std::vector<std::string> DaemonEnvironment() const;
@@ -130,6 +131,7 @@ class Host {
   std::unique_ptr<admin::Server> control_server_;
   std::vector<std::unique_ptr<Domain>> domains_;
   Child policy_daemon_;
+  Child policy_agent_;
   uint32_t next_dynamic_id_ = 0;
   bool shut_down_ = false;
 };

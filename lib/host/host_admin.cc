@@ -70,7 +70,8 @@ std::string Host::SystemInfoJson() const {
                             {"default_dispvm", or_null(config.default_dispvm)},
                             {"icon", Lower(DomainClassName(config.klass)) + "-" + config.label},
                             {"label", LabelColor(config.label)},
-                            {"guivm", nullptr},
+                            // Prompts and notifications show on the host.
+                            {"guivm", "dom0"},
                             {"relayvm", nullptr},
                             {"transport_rpc", nullptr},
                             {"power_state", PowerStateName(domain->state)},

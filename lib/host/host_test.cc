@@ -180,6 +180,8 @@ TEST_F(HostTest, SystemInfoHasTheShapeThePolicyEngineReads) {
   EXPECT_EQ(domains["work"]["uuid"], UuidForName("work"));
   EXPECT_EQ(domains["dvm"]["template_for_dispvms"], true);
   EXPECT_TRUE(domains["debian"]["internal"].is_null());
+  EXPECT_EQ(domains["work"]["guivm"], "dom0");
+  EXPECT_TRUE(domains["dom0"]["guivm"].is_null());
 }
 
 TEST_F(HostTest, TheControlSocketListsDomainsWithTheirTemplate) {

@@ -44,7 +44,8 @@ class CallTest : public HostFixture {
     std::filesystem::create_directories(dir_ + "/policy.d");
     WriteService("demo.Echo", "#!/bin/sh\necho \"echo from $(hostname) for $QREXEC_REMOTE_DOMAIN\"\ncat\n");
     WriteService("demo.Sleep", "#!/bin/sh\necho started\nexec sleep 1000\n");
-    std::ofstream(dir_ + "/policy.d/30-test.policy") << "demo.Echo * work vault allow\n"
+    std::ofstream(dir_ + "/policy.d/30-test.policy") << "demo.Echo +asked work vault ask default_target=vault\n"
+                                                        "demo.Echo * work vault allow\n"
                                                         "demo.Echo * work @dispvm allow\n"
                                                         "demo.Sleep * work vault allow\n"
                                                         "demo.Echo * @anyvm @anyvm deny\n";
@@ -143,6 +144,16 @@ TEST_F(CallTest, ADeniedCallEndsWith126) {
   auto result = Call("work", "debian", "demo.Echo");
   EXPECT_EQ(result.exit_code, 126) << result.output;
   EXPECT_EQ(RunningState("debian"), "Halted");
+}
+
+TEST_F(CallTest, AnAskRuleIsAnsweredByThePolicyAgent) {
+  QREXEC_REQUIRE_CALL_PATH();
+  if (::access(QREXEC_BIN_DIR "/qrexec-policy-agent", X_OK) != 0) GTEST_SKIP() << "needs qrexec-policy-agent";
+  ASSERT_TRUE(MakeHost("policy_agent = \"assume-yes\"\n" + config_, true));
+  ASSERT_TRUE(WaitRunning("work"));
+  auto result = Call("work", "vault", "demo.Echo+asked", "yes\n");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "echo from vault for work\nyes\n");
 }
 
 TEST_F(CallTest, ACallToDispvmRunsInAFreshDisposableThatIsGoneAfterwards) {
