@@ -133,6 +133,7 @@ class Engine final : public Stream {
   void OnHello();
 
   void OnVchan(event::Ready ready);
+  bool SinksHaveRoom() const;
   void ReadVchan();
   void FlushVchan();
   void ProcessRx();
@@ -417,7 +418,23 @@ void Engine::OnVchan(event::Ready ready) {
   if (finished_) return;
   FlushVchan();
   for (size_t i = 0; i < sinks_.size(); ++i) WriteSink(i);
+  // Draining the sinks may have made room for a message that stalled above;
+  // with a full rx_ and empty sinks nothing else would wake us up again.
+  while (rx_stalled_ && !finished_ && SinksHaveRoom()) {
+    ProcessRx();
+    if (finished_) return;
+    for (size_t i = 0; i < sinks_.size(); ++i) WriteSink(i);
+  }
+  if (finished_) return;
+  FlushVchan();
   Update();
+}
+
+bool Engine::SinksHaveRoom() const {
+  for (const Sink& sink : sinks_) {
+    if (!sink.closed && sink.buf.size() >= limit_) return false;
+  }
+  return true;
 }
 
 void Engine::ReadVchan() {
