@@ -10,43 +10,10 @@
 #include "base/log.h"
 
 namespace qrexec::host {
-namespace {
-
-uint32_t LoadLe32(std::span<const std::byte> bytes, size_t offset) {
-  uint32_t value = 0;
-  for (size_t i = 0; i < 4; ++i)
-    value |= static_cast<uint32_t>(std::to_integer<uint8_t>(bytes[offset + i])) << (8 * i);
-  return value;
-}
-
-void StoreLe32(std::span<std::byte> bytes, size_t offset, uint32_t value) {
-  for (size_t i = 0; i < 4; ++i) bytes[offset + i] = static_cast<std::byte>((value >> (8 * i)) & 0xff);
-}
-
-}  // namespace
-
 Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte> untrusted_request) {
   if (untrusted_request.size() != kBrokerRequestSize)
     return MakeError(ErrorKind::kMalformed, "request is not 16 bytes");
-  if (LoadLe32(untrusted_request, 0) != kBrokerMagic) return MakeError(ErrorKind::kMalformed, "bad magic");
-  uint32_t untrusted_op = LoadLe32(untrusted_request, 4);
-  if (untrusted_op != static_cast<uint32_t>(BrokerOp::kOffer) &&
-      untrusted_op != static_cast<uint32_t>(BrokerOp::kConnect))
-    return MakeError(ErrorKind::kMalformed, "bad op");
-  BrokerRequest request;
-  request.op = static_cast<BrokerOp>(untrusted_op);
-  request.remote_domain = LoadLe32(untrusted_request, 8);
-  request.port = LoadLe32(untrusted_request, 12);
-  return request;
-}
-
-std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerRequest& request) {
-  std::array<std::byte, kBrokerRequestSize> out{};
-  StoreLe32(out, 0, kBrokerMagic);
-  StoreLe32(out, 4, static_cast<uint32_t>(request.op));
-  StoreLe32(out, 8, request.remote_domain);
-  StoreLe32(out, 12, request.port);
-  return out;
+  return vchan::DecodeBrokerRequest(untrusted_request.first<kBrokerRequestSize>());
 }
 
 Result<UniqueFd> BrokerRequestChannel(const std::string& broker_socket, const BrokerRequest& request,
@@ -68,7 +35,7 @@ Result<UniqueFd> BrokerRequestChannel(const std::string& broker_socket, const Br
     auto rest = std::span(status_bytes).subspan(got->first);
     if (auto status = sys::ReadExact(fd->get(), rest, deadline); !status) return tl::unexpected(status.error());
   }
-  uint32_t status = LoadLe32(status_bytes, 0);
+  uint32_t status = vchan::DecodeBrokerStatus(status_bytes);
   if (status != 0) return MakeError(ErrorKind::kRefused, "broker refused the channel", static_cast<int>(status));
   if (!got->second.valid()) return MakeError(ErrorKind::kMalformed, "broker sent no descriptor");
   return std::move(got->second);
@@ -256,8 +223,7 @@ void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
 void Broker::Answer(uint64_t id, uint32_t status, UniqueFd channel) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;
-  std::array<std::byte, kBrokerStatusSize> bytes{};
-  StoreLe32(bytes, 0, status);
+  auto bytes = vchan::EncodeBrokerStatus(status);
   // A fresh connection's send buffer always holds 4 bytes.
   Status sent = Ok();
   if (channel.valid()) {

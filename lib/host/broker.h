@@ -21,26 +21,22 @@
 #include "base/result.h"
 #include "base/sys.h"
 #include "base/unique_fd.h"
+#include "vchan/broker_wire.h"
 
 namespace qrexec::host {
 
-inline constexpr uint32_t kBrokerMagic = 0x51425231;  // "QBR1"
-inline constexpr size_t kBrokerRequestSize = 16;
-inline constexpr size_t kBrokerStatusSize = 4;
+// The wire format is shared with the domain side (lib/vchan).
+using vchan::BrokerOp;
+using vchan::BrokerRequest;
+using vchan::EncodeBrokerRequest;
+using vchan::kBrokerMagic;
+using vchan::kBrokerRequestSize;
+using vchan::kBrokerStatusSize;
 inline constexpr size_t kMaxBrokerPendingPerDomain = 1024;
-
-enum class BrokerOp : uint32_t { kOffer = 1, kConnect = 2 };
-
-struct BrokerRequest {
-  BrokerOp op = BrokerOp::kOffer;
-  uint32_t remote_domain = 0;
-  uint32_t port = 0;
-};
 
 // Checks size, magic and op only; the rules about domains and ports need the
 // broker's state and are applied by Broker.
 Result<BrokerRequest> DecodeBrokerRequest(std::span<const std::byte> untrusted_request);
-std::array<std::byte, kBrokerRequestSize> EncodeBrokerRequest(const BrokerRequest& request);
 
 // Blocking client side of one request (tests and tools; the vchan broker
 // backend has its own). Returns the channel fd, or an error whose sys_errno
