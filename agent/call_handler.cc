@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/sys.h"
 #include "proto/framing.h"
 #include "stream/stream.h"
 #include "vchan/transport.h"
@@ -53,7 +54,18 @@ int RunJustExec(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecC
   return 0;
 }
 
-stream::ServiceConfig ConfigFor(exec::StartedService& started, const exec::ServicePlan& plan) {
+// Services get a socket as stdin so that they can switch to one socket for
+// both directions (SIGUSR1 to QREXEC_AGENT_PID, §2.7); SIGUSR1 stays blocked
+// until the stream's signal watch takes it.
+void BlockSigusr1() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+stream::ServiceConfig ConfigFor(exec::StartedService& started, const exec::ServicePlan& plan,
+                                UniqueFd stdin_socket) {
   stream::ServiceConfig config;
   if (auto* socket = std::get_if<exec::StartedSocket>(&started)) {
     config.child_stdin = std::move(socket->socket);
@@ -63,22 +75,33 @@ stream::ServiceConfig ConfigFor(exec::StartedService& started, const exec::Servi
     return config;
   }
   auto& child = std::get<exec::StartedProcess>(started).child;
-  config.child_stdin = std::move(child.stdin_fd());
+  config.child_stdin = std::move(stdin_socket);
   config.child_stdout = std::move(child.stdout_fd());
   config.child_stderr = std::move(child.stderr_fd());
   config.child_pid = Detach(std::move(child));
+  config.switch_on_sigusr1 = true;
   return config;
 }
 
 int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx) {
-  auto started = exec::StartService(plan, ctx, exec::StartOptions{});
+  auto stdin_pair = sys::SocketPair();
+  if (!stdin_pair) {
+    LOG_ERROR("{}", stdin_pair.error().ToString());
+    (void)stream::SendSpawnFailure(vchan.get(), exec::kExitProblem);
+    return exec::kExitProblem;
+  }
+  BlockSigusr1();
+  exec::StartOptions options;
+  options.stdin_io = exec::Stdio::Fd(stdin_pair->second.get());
+  auto started = exec::StartService(plan, ctx, options);
+  stdin_pair->second.reset();
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", failure->error.ToString());
     if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
       LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
     return failure->exit_code;
   }
-  stream::ServiceConfig config = ConfigFor(started, plan);
+  stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
   config.vchan = std::move(vchan);
   auto result = stream::RunService(std::move(config));
   if (!result) {

@@ -1,6 +1,7 @@
 #include "agent/client_vm.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +90,9 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
     ::_exit(127);
   }
   for (auto& fd : plan.saved) ::fcntl(fd.get(), F_SETFD, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   ::execve(plan.path.c_str(), argv, envp);
   int err = errno;
   (void)!::write(error_pipe, &err, sizeof err);
@@ -174,6 +178,13 @@ Status SetUpLocalSide(const ClientVmOptions& options, stream::CallerConfig& conf
     config.out = UniqueFd(1);
     return Ok();
   }
+  // The program may signal SIGUSR1 (QREXEC_AGENT_PID) as soon as it runs;
+  // keep it pending until the stream's signal watch takes it.
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, nullptr);
+  config.switch_on_sigusr1 = true;
   auto program = StartLocalProgram(options.local_program);
   if (!program) return tl::unexpected(program.error());
   config.in = std::move(program->from_program);

@@ -99,6 +99,15 @@ TEST_F(AgentExec, ServiceWithoutArgumentGetsNoArgvAndSpecificFileWins) {
   EXPECT_EQ(RunCall(*agent_, dir_, RpcCommand("test.Arg+other"), "", 515).out, "generic 1\n");
 }
 
+TEST_F(AgentExec, ServiceCanSwitchToItsStdinSocketWithSigusr1) {
+  Service("test.Single", "kill -USR1 \"$QREXEC_AGENT_PID\"\necho via-socket >&0\n");
+  // (stdin stays open: its EOF would close the socket before the switch)
+  UniqueFd vchan = StartCall(*agent_, dir_, RpcCommand("test.Single+"));
+  auto output = CollectServiceOutput(vchan.get());
+  EXPECT_EQ(output.out, "via-socket\n");
+  EXPECT_EQ(output.exit_code, 0);
+}
+
 TEST_F(AgentExec, InvalidCommandIsReportedAsProblem125) {
   auto output = RunCall(*agent_, dir_, CurrentUser() + ":QUBESRPC  bad");
   EXPECT_EQ(output.exit_code, 125);

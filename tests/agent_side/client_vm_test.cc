@@ -233,6 +233,14 @@ TEST_F(ClientVm, LocalProgramIsConnectedToTheService) {
   EXPECT_NE(result.err.find("agent-pid"), std::string::npos) << result.err;
 }
 
+TEST_F(ClientVm, LocalProgramCanSwitchToItsStdinSocketWithSigusr1) {
+  WriteScript(dir_ / "local.sh", "kill -USR1 \"$QREXEC_AGENT_PID\"\necho single >&0\n");
+  Serve({});
+  auto result = RunProgram(Options({"target", "test.Service", dir_ / "local.sh"}));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(Seen().stdin_data, "single\n");
+}
+
 TEST_F(ClientVm, NonZeroRemoteExitCodeWinsOverTheLocalProgram) {
   WriteScript(dir_ / "local.sh", "exit 4\n");
   Serve({.exit_code = 9});
