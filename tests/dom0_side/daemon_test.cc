@@ -3,6 +3,7 @@
 // the fallback policy program and qubesd. Modeled on Qubes' TestDaemon.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <optional>
 #include <thread>
@@ -395,6 +396,53 @@ TEST_F(DaemonTest, Dom0TargetRunsTheServiceWithItsEnvironment) {
     break;
   }
   EXPECT_EQ(out, "work|test.Env+arg|arg|keyword|adminvm\ninput");
+}
+
+// A policy.sock that accepts every connection and never answers.
+class SilentPolicy {
+ public:
+  explicit SilentPolicy(const std::string& path) : listen_(ListenUnix(path)) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        UniqueFd fd = AcceptOne(listen_.get(), milliseconds(20000));
+        if (!fd.valid()) return;
+        held_.push_back(std::move(fd));
+      }
+    });
+  }
+  ~SilentPolicy() {
+    ::shutdown(listen_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+
+ private:
+  UniqueFd listen_;
+  std::vector<UniqueFd> held_;
+  std::thread thread_;
+};
+
+TEST_F(DaemonTest, AServiceConnectFromAClientAnswersAPendingRequest) {
+  SilentPolicy policy(dir_ / "policy.sock");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  std::this_thread::sleep_for(milliseconds(100));  // the request is now pending
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kServiceConnect, U32(43) + U32(0) + Ident("SOCKET7")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kServiceConnect, U32(kDomid) + U32(514)}));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+  UniqueFd second = ConnectClient();
+  ASSERT_TRUE(SendMessage(second.get(), kServiceConnect, U32(43) + U32(0) + Ident("SOCKET7")));
+  EXPECT_TRUE(WaitForEof(second.get())) << "an answered request cannot be connected twice";
+}
+
+TEST_F(DaemonTest, RefusesRequestsBeyond256PendingOnes) {
+  SilentPolicy policy(dir_ / "policy.sock");
+  StartDaemon();
+  for (int i = 0; i < 256; ++i) SendTrigger("vault", "R" + std::to_string(i), "qubes.Foo");
+  SendTrigger("vault", "OVER", "qubes.Foo");
+  ExpectRefused("OVER");
+  // The earlier ones stay pending: nothing else arrives.
+  EXPECT_TRUE(SilentFor(agent_.get(), milliseconds(300)));
 }
 
 TEST_F(DaemonTest, UnknownMessageFromTheAgentEndsTheDaemonWithTheReasonLogged) {

@@ -95,4 +95,8 @@ Msg Recv(int fd, milliseconds timeout) {
   return Msg{message->type, message->body};
 }
 
+bool SilentFor(int fd, milliseconds quiet) {
+  return !sys::WaitReadable(fd, sys::Deadline::After(quiet));
+}
+
 }  // namespace qrexec::dom0test

@@ -75,5 +75,9 @@ struct Msg {
 };
 std::ostream& operator<<(std::ostream& out, const Msg& msg);
 Msg Recv(int fd, milliseconds timeout = kDefaultTimeout);
+// True when nothing becomes readable on `fd` within `quiet` (harness
+// RecvMessage time-outs do not apply to blocking fds, so tests that expect
+// silence poll first).
+bool SilentFor(int fd, milliseconds quiet);
 
 }  // namespace qrexec::dom0test
