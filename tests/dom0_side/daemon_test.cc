@@ -143,6 +143,47 @@ TEST_F(DaemonTest, CreatesItsSocketWithNameAndUuidSymlinks) {
   EXPECT_TRUE(PathExists(dir_ / "qrexec.uuid:U1"));
 }
 
+TEST_F(DaemonTest, DaemonizesAndReportsTheConnectionToTheForegroundProcess) {
+  auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(listener);
+  SpawnOptions options;
+  options.argv = {BinPath("qrexec-daemon"), "-q", "--socket-dir=" + dir_.path(), "-u", "U1",
+                  std::to_string(kDomid), "work"};
+  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
+                 {"QREXEC_LOG_DIR", dir_.path()}, {"QREXEC_STARTUP_TIMEOUT", "10"}};
+  options.stdin_mode = Stdio::kNull;
+  auto parent = Process::Spawn(options);
+  ASSERT_TRUE(parent);
+  auto agent = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 512);
+  ASSERT_TRUE(agent);
+  ASSERT_TRUE(Handshake(agent->get(), 4));
+  EXPECT_EQ(parent->Wait(), 0);
+  WaitForPath(dir_ / "qrexec.42");
+  // The background daemon logs to <log-dir>/qrexec.<name>.log; end it.
+  std::string log;
+  for (int i = 0; i < 200 && log.find("connected") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+    log = PathExists(dir_ / "qrexec.work.log") ? ReadFile(dir_ / "qrexec.work.log") : "";
+  }
+  size_t open = log.find("qrexec-daemon[");
+  ASSERT_NE(open, std::string::npos) << log;
+  pid_t pid = std::stoi(log.substr(open + 14));
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  for (int i = 0; i < 200 && PathExists(dir_ / "qrexec.42"); ++i)
+    std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_FALSE(PathExists(dir_ / "qrexec.42")) << "sockets removed on exit";
+}
+
+TEST_F(DaemonTest, ForegroundProcessExits3WhenTheAgentNeverComes) {
+  SpawnOptions options;
+  options.argv = {BinPath("qrexec-daemon"), "-q", "--socket-dir=" + dir_.path(), "-u", "U1",
+                  std::to_string(kDomid), "work"};
+  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
+                 {"QREXEC_LOG_DIR", dir_.path()}, {"QREXEC_STARTUP_TIMEOUT", "1"}};
+  auto result = RunProgram(options, {}, milliseconds(10000));
+  EXPECT_EQ(result.exit_code, 3);
+}
+
 TEST_F(DaemonTest, UsageErrorsExit1) {
   auto no_uuid = RunProgram({.argv = {BinPath("qrexec-daemon"), "--direct", "42", "work"}});
   EXPECT_EQ(no_uuid.exit_code, 1);
