@@ -75,8 +75,10 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
   if (!spec.group_file.empty()) add({"--ro-bind", spec.group_file, "/etc/group"});
 
   add({"--proc", "/proc", "--dev", "/dev"});
-  add({"--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--symlink", "../run", "/var/run"});
-  add({"--dir", "/var/tmp", "--dir", "/run/qubes", "--dir", "/root"});
+  add({"--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--symlink", "../run",
+       "/var/run"});
+  add({"--perms", "1777", "--dir", "/var/tmp", "--dir", "/run/qubes", "--perms", "0700", "--dir", "/root",
+       "--perms", "0755", "--dir", "/home"});
   // Services and rpc-config: the template's under /etc, the domain's own
   // under /usr/local (first in the search path, as in Qubes).
   add({"--dir", "/etc/qubes-rpc", "--dir", "/etc/qubes/rpc-config"});

@@ -43,7 +43,8 @@ class CallTest : public HostFixture {
     std::filesystem::create_directories(dir_ + "/rpc/debian");
     std::filesystem::create_directories(dir_ + "/policy.d");
     WriteService("demo.Echo", "#!/bin/sh\necho \"echo from $(hostname) for $QREXEC_REMOTE_DOMAIN\"\ncat\n");
-    WriteService("demo.Sleep", "#!/bin/sh\necho started\nexec sleep 1000\n");
+    sleep_marker_ = "sleep 43" + std::to_string(::getpid() % 10000) + "7";
+    WriteService("demo.Sleep", "#!/bin/sh\necho started\nexec " + sleep_marker_ + "\n");
     std::ofstream(dir_ + "/policy.d/30-test.policy") << "demo.Echo +asked work vault ask default_target=vault\n"
                                                         "demo.Echo * work vault allow\n"
                                                         "demo.Echo * work @dispvm allow\n"
@@ -124,6 +125,7 @@ class CallTest : public HostFixture {
   }
 
   std::string config_;
+  std::string sleep_marker_;
 };
 
 TEST_F(CallTest, AnAllowedCallAutostartsTheTargetAndConnectsTheStreams) {
@@ -184,7 +186,7 @@ TEST_F(CallTest, KillingTheTargetMidCallEndsTheCallerWithin5Seconds) {
   EXPECT_EQ(result.output.rfind("started\n", 0), 0u) << result.output;
   // The vchan closed before an exit code arrived.
   EXPECT_EQ(result.exit_code, 255) << result.output;
-  EXPECT_TRUE(ProcessesWith("sleep 1000").empty());
+  EXPECT_TRUE(ProcessesWith(sleep_marker_).empty());
 }
 
 TEST_F(CallTest, AfterAHostRestartDomainsAreHaltedAndKeepTheirHomes) {

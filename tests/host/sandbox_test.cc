@@ -62,6 +62,7 @@ TEST_F(SandboxTest, ADomainSeesOnlyItsOwnProcessesAndHasItsNameAsHostname) {
             "ls /run/qubes > run-qubes.tmp\n"
             "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > netdevs.tmp\n"
             "grep CapEff /proc/self/status > caps.tmp\n"
+            "stat -c '%n %a' /tmp /var/tmp /home /home/user > perms\n"
             "mv hostname.tmp hostname; mv pids.tmp pids; mv ps.tmp ps; mv run-qubes.tmp run-qubes\n"
             "mv netdevs.tmp netdevs; mv caps.tmp caps; touch done\n"
             "exec sleep 1000\n");
@@ -79,6 +80,7 @@ TEST_F(SandboxTest, ADomainSeesOnlyItsOwnProcessesAndHasItsNameAsHostname) {
   EXPECT_EQ(Lines(ReadFile(HomeOf("work") + "/run-qubes")), std::vector<std::string>{"broker.sock"});
   // Network namespace: loopback only.
   EXPECT_EQ(Lines(ReadFile(HomeOf("work") + "/netdevs")), std::vector<std::string>{"lo"});
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/perms"), "/tmp 1777\n/var/tmp 1777\n/home 755\n/home/user 700\n");
   // Capabilities: no CAP_SYS_ADMIN (bit 21).
   std::string caps = ReadFile(HomeOf("work") + "/caps");
   unsigned long long eff = std::stoull(caps.substr(caps.find(':') + 1), nullptr, 16);
