@@ -27,11 +27,12 @@ Result<uint32_t> DaemonHandshake(int fd, const sys::Deadline& deadline) {
 Result<std::unique_ptr<AgentChannel>> AgentChannel::Connect(event::Loop& loop,
                                                             vchan::Transport& transport,
                                                             int domid,
-                                                            const sys::Deadline& deadline,
+                                                            const sys::Deadline& connect_deadline,
+                                                            const sys::Deadline& handshake_deadline,
                                                             Handlers handlers) {
-  auto fd = transport.Connect(domid, static_cast<int>(limits::kControlPort), deadline);
+  auto fd = transport.Connect(domid, static_cast<int>(limits::kControlPort), connect_deadline);
   if (!fd) return tl::unexpected(fd.error());
-  auto version = DaemonHandshake(fd->get(), deadline);
+  auto version = DaemonHandshake(fd->get(), handshake_deadline);
   if (!version) return tl::unexpected(version.error());
   std::unique_ptr<AgentChannel> self(new AgentChannel(*version, std::move(handlers)));
   AgentChannel* raw = self.get();

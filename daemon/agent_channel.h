@@ -1,7 +1,8 @@
 // AgentChannel: the daemon's end of its VM's control vchan (port 512;
 // qrexec-protocol.md §2.5, §2.6). The daemon is the vchan client.
 //
-// Connect() blocks (startup and agent restart, as in the reference): it joins
+// Connect() blocks (at start-up, and in short slices while the daemon waits
+// for a restarted agent): it joins
 // the channel, reads the agent's HELLO, negotiates and echoes the agent's own
 // version back (R4.3 behaviour). Afterwards everything runs in the loop:
 // each frame from the agent is decoded once by proto::DecodeControlFromAgent
@@ -36,9 +37,12 @@ class AgentChannel {
     std::function<void(Status)> on_closed;
   };
 
+  // `connect_deadline` bounds joining the channel (kTimedOut), and
+  // `handshake_deadline` the hello exchange after that.
   static Result<std::unique_ptr<AgentChannel>> Connect(event::Loop& loop,
                                                        vchan::Transport& transport, int domid,
-                                                       const sys::Deadline& deadline,
+                                                       const sys::Deadline& connect_deadline,
+                                                       const sys::Deadline& handshake_deadline,
                                                        Handlers handlers);
 
   // Queues one encoded frame for the agent.

@@ -9,6 +9,13 @@
 #include "exec/command.h"
 
 namespace qrexec::daemon {
+namespace {
+
+constexpr auto kReconnectSlice = std::chrono::milliseconds(200);
+constexpr auto kReconnectPause = std::chrono::milliseconds(50);
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+
+}  // namespace
 
 Daemon::Daemon(event::Loop& loop, vchan::Transport& transport, DaemonConfig config,
                std::string client_program)
@@ -21,7 +28,10 @@ Daemon::Daemon(event::Loop& loop, vchan::Transport& transport, DaemonConfig conf
 Daemon::~Daemon() = default;
 
 Status Daemon::Start(const sys::Deadline& deadline) {
-  auto timer = loop_.AddTimer([this] { RestartAgent(); });
+  // SIGTERM keeps its default action while we block for the agent; after
+  // that it goes through the loop so that the sockets are removed.
+  if (auto st = ConnectAgent(deadline, deadline); !st) return st;
+  auto timer = loop_.AddTimer([this] { TryReconnect(); });
   if (!timer) return tl::unexpected(timer.error());
   restart_timer_ = std::move(*timer);
   auto sigterm = loop_.WatchSignal(SIGTERM, [this](int) {
@@ -30,12 +40,13 @@ Status Daemon::Start(const sys::Deadline& deadline) {
   });
   if (!sigterm) return tl::unexpected(sigterm.error());
   sigterm_ = std::move(*sigterm);
-  return ConnectAgent(deadline);
+  return Ok();
 }
 
-Status Daemon::ConnectAgent(const sys::Deadline& deadline) {
+Status Daemon::ConnectAgent(const sys::Deadline& connect_deadline,
+                            const sys::Deadline& handshake_deadline) {
   auto agent = AgentChannel::Connect(
-      loop_, transport_, config_.domid, deadline,
+      loop_, transport_, config_.domid, connect_deadline, handshake_deadline,
       {[this](proto::Trigger t) { OnTrigger(std::move(t)); },
        [this](proto::ConnectionTerminated m) { OnTerminated(m); },
        [this](Status st) { OnAgentClosed(std::move(st)); }});
@@ -94,13 +105,25 @@ void Daemon::OnAgentClosed(Status status) {
   (void)restart_timer_.Arm(std::chrono::nanoseconds(0));
 }
 
-void Daemon::RestartAgent() {
+void Daemon::DropAgent() {
   server_.reset();  // closes every client, removes the socket and symlinks
   agent_.reset();
   pending_.clear();
   port_clients_.clear();
   ports_.Clear();
-  if (auto st = ConnectAgent(sys::Deadline::Never()); !st) {
+}
+
+// Waits for the agent in short slices, so that the loop (SIGTERM, running
+// dom0 services, disposables) keeps going in between.
+void Daemon::TryReconnect() {
+  if (agent_) DropAgent();
+  auto st = ConnectAgent(sys::Deadline::After(kReconnectSlice),
+                         sys::Deadline::After(kHandshakeTimeout));
+  if (!st && st.error().kind == ErrorKind::kTimedOut && !agent_) {
+    (void)restart_timer_.Arm(kReconnectPause);
+    return;
+  }
+  if (!st) {
     LOG_ERROR("cannot reconnect to the agent: {}", st.error().ToString());
     exit_code_ = 1;
     loop_.Quit();

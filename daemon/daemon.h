@@ -60,12 +60,14 @@ class Daemon {
     std::unique_ptr<TargetConnector> connector;
   };
 
-  Status ConnectAgent(const sys::Deadline& deadline);
+  Status ConnectAgent(const sys::Deadline& connect_deadline,
+                      const sys::Deadline& handshake_deadline);
   // Agent side.
   void OnTrigger(proto::Trigger trigger);
   void OnTerminated(const proto::ConnectionTerminated& message);
   void OnAgentClosed(Status status);
-  void RestartAgent();
+  void DropAgent();
+  void TryReconnect();
   // Local clients.
   void OnClientRequest(ClientId client, proto::ClientRequest request);
   void OnExecRequest(ClientId client, proto::ExecRequest request);
@@ -95,7 +97,7 @@ class Daemon {
   std::map<uint64_t, std::unique_ptr<TargetConnector>> lingering_;  // disposables in use
   std::map<uint32_t, ClientId> port_clients_;  // port -> client waiting for its release
   uint64_t next_call_id_ = 1;
-  event::Timer restart_timer_;
+  event::Timer restart_timer_;  // drives the reconnection attempts
   event::SignalWatch sigterm_;
   int exit_code_ = 0;
 };

@@ -521,6 +521,16 @@ TEST_F(DaemonTest, ReconnectsWhenTheAgentRestarts) {
   EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
 }
 
+TEST_F(DaemonTest, SigtermEndsTheDaemonWhileItWaitsForARestartedAgent) {
+  StartDaemon();
+  agent_.reset();
+  for (int i = 0; i < 200 && PathExists(dir_ / "qrexec.42"); ++i)
+    std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_FALSE(PathExists(dir_ / "qrexec.42")) << "socket removed while the agent is away";
+  daemon_->Kill(SIGTERM);
+  EXPECT_EQ(daemon_->Wait(milliseconds(3000)), 0);
+}
+
 TEST_F(DaemonTest, ExitsZeroOnSigterm) {
   StartDaemon();
   daemon_->Kill(SIGTERM);
