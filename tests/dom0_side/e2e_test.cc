@@ -126,5 +126,15 @@ TEST_F(EndToEndTest, ManySequentialCallsReuseThePorts) {
   }
 }
 
+TEST_F(EndToEndTest, ManyParallelCallsAllComplete) {
+  constexpr int kCalls = 64;
+  std::vector<int> codes(kCalls, -1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i)
+    threads.emplace_back([&, i] { codes[i] = ClientVm("vault", "test.Echo+p", "x").exit_code; });
+  for (auto& thread : threads) thread.join();
+  for (int i = 0; i < kCalls; ++i) EXPECT_EQ(codes[i], 3) << "call " << i;
+}
+
 }  // namespace
 }  // namespace qrexec::dom0test
