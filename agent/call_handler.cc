@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <optional>
+
 #include "base/log.h"
 #include "base/sys.h"
 #include "proto/framing.h"
@@ -35,7 +37,18 @@ int RunJustExec(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecC
   options.stdin_io = exec::Stdio::Null();
   options.stdout_io = exec::Stdio::Null();
   options.stderr_io = exec::Stdio::Inherit();
+  // The process's stderr goes to syslog (§4.6) when there is a logger.
+  std::optional<exec::ChildProcess> logger;
+  if (plan.command.rpc) {
+    auto started_logger = exec::StartLogger(exec::LoggerTag(*plan.command.rpc));
+    if (started_logger) logger.emplace(std::move(*started_logger));
+  }
+  if (logger) options.stderr_io = exec::Stdio::Fd(logger->stdin_fd().get());
   auto started = exec::StartService(plan, ctx, options);
+  if (logger) {
+    logger->stdin_fd().reset();
+    Detach(std::move(*logger));
+  }
   int code = 0;
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the command: {}", failure->error.ToString());

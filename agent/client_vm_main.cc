@@ -4,6 +4,7 @@
 #include "agent/client_vm.h"
 #include "agent/options.h"
 #include "base/log.h"
+#include "stream/stream.h"
 
 int main(int argc, char** argv) {
   using namespace qrexec;
@@ -11,5 +12,6 @@ int main(int argc, char** argv) {
   log::SetProgramName("qrexec-client-vm");
   auto parsed = agent::ParseClientVmArgs(argc, argv);
   if (auto* exit_now = std::get_if<agent::ExitNow>(&parsed)) return exit_now->status;
+  stream::InstallSigpipeGuard();
   return agent::RunClientVm(std::get<agent::ClientVmOptions>(parsed));
 }

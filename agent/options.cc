@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -164,8 +166,12 @@ Parsed<ForkServerOptions> ParseForkServerArgs(int argc, char** argv) {
     options.socket_path = argv[1];
   } else {
     const char* user = std::getenv("USER");
-    options.socket_path =
-        ForkServerSocketPath(kDefaultForkServerSocketFormat, user != nullptr ? user : "");
+    std::string name = user != nullptr ? user : "";
+    if (name.empty()) {
+      struct passwd* pw = ::getpwuid(::geteuid());
+      if (pw != nullptr) name = pw->pw_name;
+    }
+    options.socket_path = ForkServerSocketPath(kDefaultForkServerSocketFormat, name);
   }
   return options;
 }
