@@ -139,6 +139,12 @@ void Host::Shutdown() {
   for (const auto& domain : domains_)
     if (domain->dynamic) dynamic.push_back(domain->config.name);
   for (const auto& name : dynamic) StopDomain(name, "host shutdown");
+  for (auto timer : helper_timers_) loop_.CancelTimer(timer);  // fired ones: no-op
+  helper_timers_.clear();
+  for (auto* watch : {&policy_daemon_watch_, &policy_agent_watch_}) {
+    if (*watch != 0) loop_.Unwatch(*watch);
+    *watch = 0;
+  }
   if (policy_daemon_.valid()) policy_daemon_.Stop(2s);
   if (policy_agent_.valid()) policy_agent_.Stop(2s);
   qubesd_server_.reset();
@@ -489,6 +495,21 @@ void Host::StartPolicyAgent() {
     return;
   }
   policy_agent_ = std::move(*child);
+  Supervise(policy_agent_, policy_agent_watch_, "qrexec-policy-agent", &Host::StartPolicyAgent);
+}
+
+void Host::Supervise(Child& child, admin::PollLoop::Id& watch, const std::string& what, void (Host::*restart)()) {
+  constexpr int kMaxHelperRestarts = 5;
+  watch = loop_.Watch(child.pidfd(), POLLIN, [this, &child, &watch, what, restart](short) {
+    loop_.Unwatch(watch);
+    watch = 0;
+    auto status = child.TryReap();
+    LOG_ERROR("{} exited ({})", what, status ? ExitCodeOf(*status) : -1);
+    if (shut_down_ || ++helper_restarts_ > kMaxHelperRestarts) return;
+    helper_timers_.push_back(loop_.After(std::chrono::seconds(1), [this, restart] {
+      if (!shut_down_) (this->*restart)();
+    }));
+  });
 }
 
 void Host::StartPolicyDaemon() {
@@ -517,6 +538,7 @@ void Host::StartPolicyDaemon() {
     return;
   }
   policy_daemon_ = std::move(*child);
+  Supervise(policy_daemon_, policy_daemon_watch_, "qrexec-policy-daemon", &Host::StartPolicyDaemon);
 }
 
 }  // namespace qrexec::host

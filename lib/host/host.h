@@ -118,6 +118,9 @@ class Host {
   void StopDomain(const std::string& name, const std::string& why);
   void StartPolicyDaemon();
   void StartPolicyAgent();
+  // Watches a helper (policy daemon or agent): logs its exit and starts it
+  // again after a second, at most kMaxHelperRestarts times.
+  void Supervise(Child& child, admin::PollLoop::Id& watch, const std::string& what, void (Host::*restart)());
   void RegisterHandlers(admin::Server& server, bool control);
   std::string Program(const std::string& name) const { return options_.bin_dir + "/" + name; }
   std::vector<std::string> DaemonEnvironment() const;
@@ -132,6 +135,10 @@ class Host {
   std::vector<std::unique_ptr<Domain>> domains_;
   Child policy_daemon_;
   Child policy_agent_;
+  admin::PollLoop::Id policy_daemon_watch_ = 0;
+  admin::PollLoop::Id policy_agent_watch_ = 0;
+  int helper_restarts_ = 0;
+  std::vector<admin::PollLoop::Id> helper_timers_;
   uint32_t next_dynamic_id_ = 0;
   bool shut_down_ = false;
 };
