@@ -154,6 +154,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadMessage{"DataMessageOnControl", kDataStdout, "x"},
         BadMessage{"SecondHello", kHello, U32(4)},
         BadMessage{"ExecWithoutCommand", kExecCmdline, U32(0) + U32(513)},
+        BadMessage{"ExecEmptyBody", kExecCmdline, ""},
+        BadMessage{"JustExecEmptyBody", kJustExec, ""},
+        BadMessage{"RefusedEmptyBody", kServiceRefused, ""},
+        BadMessage{"ConnectBadIdent", kServiceConnect, U32(1) + U32(513) + Fixed("SOCKET5!", 32)},
+        BadMessage{"ConnectIdentWithoutNul", kServiceConnect,
+                   U32(1) + U32(513) + std::string(32, 'A')},
+        BadMessage{"HelloTooLong", kHello, U32(4) + U32(0)},
         BadMessage{"ExecWithoutNul", kExecCmdline, U32(0) + U32(513) + "user:cmd"},
         BadMessage{"ExecWithInnerNul", kExecCmdline, U32(0) + U32(513) + std::string("a\0b\0", 4)},
         BadMessage{"RefusedTooShort", kServiceRefused, Fixed("SOCKET5", 31)},
@@ -162,6 +169,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadMessage{"TriggerFromDom0", kTriggerService4, Trigger4Body("", "t", "x", "s")},
         BadMessage{"TerminatedFromDom0", kConnectionTerminated, U32(0) + U32(513)}),
     [](const ::testing::TestParamInfo<BadMessage>& param_info) { return param_info.param.name; });
+
+TEST_F(AgentControl, AtMost256ConnectionsAreServedAtOnce) {
+  Start();
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 256; ++i) {
+    clients.push_back(Trigger("target", "test.Many"));
+    ExpectRelayedTrigger("target", "test.Many");
+  }
+  // The next client is not accepted while all slots are taken...
+  UniqueFd extra = Trigger("target", "test.Extra");
+  EXPECT_FALSE(sys::WaitReadable(agent_->control(), sys::Deadline::After(milliseconds(300))));
+  // ...and is served as soon as one slot is free.
+  clients.front().reset();
+  ExpectRelayedTrigger("target", "test.Extra");
+}
 
 TEST_F(AgentControl, WrongHelloMakesTheAgentExitOne) {
   agent_.emplace(dir_);

@@ -232,6 +232,29 @@ TEST_F(AgentExec, ExitOnServiceEofEndsTheCallWithoutCallerEof) {
   EXPECT_EQ(output.exit_code, 0);
 }
 
+TEST_F(AgentExec, ExitOnClientEofEndsTheCallWhileTheServiceStaysOpen) {
+  std::filesystem::create_directories(dir_ / "rpc");
+  auto listener = sys::UnixListen(dir_ / "rpc/test.Sock");
+  ASSERT_TRUE(listener);
+  Config("test.Sock", "exit-on-client-eof = true\nskip-service-descriptor = true\n");
+  auto release = sys::Pipe();
+  ASSERT_TRUE(release);
+  std::string received;
+  std::thread service([&] {
+    auto conn = sys::Accept(listener->get());
+    if (!conn) return;
+    auto data = sys::ReadToEof(conn->get(), 1 << 20);  // the caller's EOF is passed on
+    if (data) received = *data;
+    (void)sys::WaitReadable(release->first.get(), sys::Deadline::After(kDefaultTimeout));
+  });
+  auto output = RunCall(*agent_, dir_, RpcCommand("test.Sock+", "work"), "last words");
+  release->second.reset();
+  service.join();
+  EXPECT_EQ(received, "last words");
+  EXPECT_EQ(output.exit_code, 0);
+  EXPECT_FALSE(output.closed_without_exit);
+}
+
 TEST_F(AgentExec, TcpServiceConnectsToTheSymlinkTarget) {
   UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};

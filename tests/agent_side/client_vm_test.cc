@@ -147,7 +147,8 @@ TEST_F(ClientVm, CallRelaysStdioAndReturnsTheRemoteExitCode) {
 
 TEST_F(ClientVm, PrefixDataIsSentBeforeStdin) {
   Serve({});
-  auto result = RunProgram(Options({"-p", "prefix:", "target", "test.Service"}), "stdin");
+  auto result =
+      RunProgram(Options({"--buffer-size=4096", "-p", "prefix:", "target", "test.Service"}), "stdin");
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_EQ(Seen().stdin_data, "prefix:stdin");
 }
