@@ -1,6 +1,8 @@
 // The "ask" and notification flows of qrexec-policy-daemon with a scripted
 // agent and with the real qrexec-policy-agent (policy-language.md §4.8, §5.4).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -164,14 +166,26 @@ TEST_F(AskFlowTest, DenialsAndNotifyYesAllowsAreNotified) {
 
 class RealAgentTest : public AskFlowTest {
  protected:
+  // The agent's standard output goes to dir/agent.out.
   std::optional<harness::Process> StartAgent(const char* mode) {
     harness::SpawnOptions options;
     options.argv = {harness::BinPath("qrexec-policy-agent"), "-s", daemon_.agent_socket(), mode};
     options.stdin_mode = harness::Stdio::kNull;
+    UniqueFd out(
+        ::open((dir_ / "agent.out").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    options.stdout_fd = out.get();
     auto process = harness::Process::Spawn(options);
     if (!process) return std::nullopt;
     for (int i = 0; i < 5000 && !harness::PathExists(daemon_.agent_socket()); ++i) ::usleep(2000);
     return std::move(*process);
+  }
+  // Waits (10 s at most) until the agent printed `text`.
+  bool AgentPrinted(std::string_view text) {
+    for (int i = 0; i < 1000; ++i) {
+      if (harness::ReadFile(dir_ / "agent.out").find(text) != std::string::npos) return true;
+      ::usleep(10000);
+    }
+    return false;
   }
 };
 
@@ -186,14 +200,15 @@ TEST_F(RealAgentTest, AssumeYesAnswersTheDefaultTarget) {
   EXPECT_EQ(Ask("work", "personal", "test.Loud"), std::string(kPersonalAllow));
   // Without a default target, --assume-yes has nothing to pick.
   EXPECT_EQ(Ask("work", "personal", "test.AskNotify"), "result=deny");
-  agent->Kill(SIGTERM);
-  std::string out = agent->ReadStdout();
-  EXPECT_NE(out.find("policy.Ask: work -> test.Ask+ targets=[@dispvm:default-dvm, default-dvm, "
-                     "personal, vault] default=personal: allow:personal"),
-            std::string::npos)
-      << out;
-  EXPECT_NE(out.find("policy.Notify: allow test.Loud+ from work to personal"), std::string::npos)
-      << out;
+  EXPECT_TRUE(
+      AgentPrinted("policy.Ask: work -> test.Ask+ targets=[@dispvm:default-dvm, "
+                   "default-dvm, personal, vault] default=personal: allow:personal"))
+      << harness::ReadFile(dir_ / "agent.out");
+  // Notifications are sent after the answer, so wait for them.
+  EXPECT_TRUE(AgentPrinted("policy.Notify: allow test.Loud+ from work to personal"))
+      << harness::ReadFile(dir_ / "agent.out");
+  EXPECT_TRUE(AgentPrinted("policy.Notify: deny test.AskNotify+ from work to personal"))
+      << harness::ReadFile(dir_ / "agent.out");
 }
 
 TEST_F(RealAgentTest, AssumeNoDenies) {
@@ -201,8 +216,7 @@ TEST_F(RealAgentTest, AssumeNoDenies) {
   ASSERT_TRUE(agent);
   ASSERT_TRUE(daemon_.Start());
   EXPECT_EQ(Ask("work", "personal", "test.Ask"), "result=deny");
-  agent->Kill(SIGTERM);
-  EXPECT_NE(agent->ReadStdout().find("default=personal: deny"), std::string::npos);
+  EXPECT_TRUE(AgentPrinted("default=personal: deny")) << harness::ReadFile(dir_ / "agent.out");
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ void Usage(FILE* out) {
                "         [--eval-socket-path PATH] [--gui-socket-path PATH]\n"
                "         [--legacy-path DIR] [--system-info FILE | --qubesd-socket PATH]\n"
                "         [--system-info-ttl MS] [--agent-socket PATH] [--direct-agent]\n"
-               "         [--qrexec-client PATH]\n");
+               "         [--qrexec-client PATH] [--request-timeout MS]\n");
 }
 
 bool ParseMs(const char* text, std::chrono::milliseconds& out) {
@@ -51,6 +51,7 @@ enum Opt {
   kAgentSocket,
   kDirectAgent,
   kQrexecClient,
+  kRequestTimeout,
   kHelp
 };
 
@@ -66,6 +67,7 @@ int ParseArgs(int argc, char** argv, StoreOptions& store, ServerOptions& server)
                                  {"agent-socket", required_argument, nullptr, kAgentSocket},
                                  {"direct-agent", no_argument, nullptr, kDirectAgent},
                                  {"qrexec-client", required_argument, nullptr, kQrexecClient},
+                                 {"request-timeout", required_argument, nullptr, kRequestTimeout},
                                  {"help", no_argument, nullptr, kHelp},
                                  {nullptr, 0, nullptr, 0}};
   store.qubesd_socket = policy::QubesdSocketPath();
@@ -95,6 +97,12 @@ int ParseArgs(int argc, char** argv, StoreOptions& store, ServerOptions& server)
       case kSystemInfoTtl:
         if (!ParseMs(optarg, store.system_info_ttl)) {
           std::fprintf(stderr, "qrexec-policy-daemon: bad --system-info-ttl: %s\n", optarg);
+          return 2;
+        }
+        break;
+      case kRequestTimeout:
+        if (!ParseMs(optarg, server.request_timeout) || server.request_timeout.count() == 0) {
+          std::fprintf(stderr, "qrexec-policy-daemon: bad --request-timeout: %s\n", optarg);
           return 2;
         }
         break;

@@ -268,3 +268,34 @@ TEST_F(PolicyDaemonTest, RunningOutOfDescriptorsPausesAcceptingInsteadOfFailing)
 
 }  // namespace
 }  // namespace qrexec::policy_tools::testing
+
+namespace qrexec::policy_tools::testing {
+namespace {
+
+TEST_F(PolicyDaemonTest, RequestsThatNeverCompleteAreDropped) {
+  ASSERT_TRUE(daemon_.Start({"--request-timeout", "300"}));
+  std::vector<UniqueFd> slow;
+  for (const auto& path : {daemon_.policy_socket(), daemon_.eval_socket()}) {
+    auto conn = harness::ConnectUnixRetry(path);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(sys::WriteAll(conn->get(), "source=work\n"));
+    slow.push_back(std::move(*conn));
+  }
+  for (const auto& conn : slow) EXPECT_TRUE(harness::WaitForEof(conn.get()));
+  EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
+}
+
+TEST_F(PolicyDaemonTest, EvaluationClientsCannotTakeTheSlotsOfPolicySocketClients) {
+  ASSERT_TRUE(daemon_.Start());
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 300; ++i) {
+    auto conn = harness::ConnectUnixRetry(i % 2 ? daemon_.eval_socket() : daemon_.gui_socket());
+    ASSERT_TRUE(conn);
+    idle.push_back(std::move(*conn));
+  }
+  EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
+  EXPECT_NE(daemon_.Log().find("for evaluation services), dropping one"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qrexec::policy_tools::testing

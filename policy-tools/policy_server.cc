@@ -3,8 +3,10 @@
 #include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -19,6 +21,9 @@ namespace qrexec::policy_tools {
 namespace {
 
 constexpr size_t kMaxConnections = 1024;
+// policy.EvalSimple/EvalGUI are reached from qubes: they get a share of their
+// own, so that they can never take the slots qrexec-daemon needs.
+constexpr size_t kMaxEvalConnections = 256;
 constexpr size_t kMaxPendingAsks = limits::kMaxPendingPolicy;
 constexpr size_t kMaxAgentCalls = 2 * limits::kMaxPendingPolicy;
 constexpr std::string_view kEvalSimpleService = "policy.EvalSimple";
@@ -44,9 +49,11 @@ struct PolicyServer::Listener {
 };
 
 struct PolicyServer::Connection {
-  Kind kind;
+  Kind kind = Kind::kPolicySocket;
   UniqueFd fd;
   FdWatch watch;
+  std::chrono::steady_clock::time_point accepted;
+  bool reading = true;  // the request has not arrived completely yet
   std::string untrusted_in;
   std::string out;
   size_t out_done = 0;
@@ -66,7 +73,32 @@ Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(ServeLoop& loop, Poli
     if (path.empty()) continue;
     if (auto status = server->Listen(kind, path); !status) return tl::unexpected(status.error());
   }
+  if (auto status = server->StartSweeper(); !status) return tl::unexpected(status.error());
   return server;
+}
+
+Status PolicyServer::StartSweeper() {
+  sweep_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!sweep_timer_.valid()) return ErrnoError("timerfd_create");
+  itimerspec every_second{{1, 0}, {1, 0}};
+  if (::timerfd_settime(sweep_timer_.get(), 0, &every_second, nullptr) < 0)
+    return ErrnoError("timerfd_settime");
+  auto watch = loop_.Watch(sweep_timer_.get(), EPOLLIN, [this](uint32_t) { SweepSlowRequests(); });
+  if (!watch) return tl::unexpected(watch.error());
+  sweep_watch_ = std::move(*watch);
+  return Ok();
+}
+
+void PolicyServer::SweepSlowRequests() {
+  uint64_t expirations;
+  (void)!::read(sweep_timer_.get(), &expirations, sizeof expirations);
+  auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> slow;
+  for (const auto& [id, conn] : connections_)
+    if (conn->reading && now - conn->accepted > options_.request_timeout) slow.push_back(id);
+  if (!slow.empty())
+    LOG_WARNING("dropping {} connection(s) that did not send a request in time", slow.size());
+  for (uint64_t id : slow) Close(id);
 }
 
 Status PolicyServer::Listen(Kind kind, const std::string& path) {
@@ -98,13 +130,18 @@ void PolicyServer::OnAccept(Listener& listener) {
       }
       return;
     }
-    if (connections_.size() >= kMaxConnections) {
-      LOG_WARNING("too many connections ({}), dropping one", connections_.size());
+    bool eval = listener.kind != Kind::kPolicySocket;
+    if (connections_.size() >= kMaxConnections ||
+        (eval && eval_connections_ >= kMaxEvalConnections)) {
+      LOG_WARNING("too many connections ({}, {} for evaluation services), dropping one",
+                  connections_.size(), eval_connections_);
       continue;
     }
     uint64_t id = next_id_++;
-    auto conn =
-        std::make_unique<Connection>(Connection{listener.kind, std::move(*fd), {}, {}, {}, 0});
+    auto conn = std::make_unique<Connection>();
+    conn->kind = listener.kind;
+    conn->fd = std::move(*fd);
+    conn->accepted = std::chrono::steady_clock::now();
     auto watch = loop_.Watch(conn->fd.get(), EPOLLIN, [this, id](uint32_t) { OnReadable(id); });
     if (!watch) {
       LOG_WARNING("watch: {}", watch.error().ToString());
@@ -112,6 +149,7 @@ void PolicyServer::OnAccept(Listener& listener) {
     }
     conn->watch = std::move(*watch);
     connections_.emplace(id, std::move(conn));
+    if (eval) ++eval_connections_;
   }
 }
 
@@ -146,6 +184,7 @@ void PolicyServer::OnReadable(uint64_t id) {
 void PolicyServer::OnRequestComplete(uint64_t id) {
   Connection* conn = Find(id);
   conn->watch.Reset();  // nothing more is read; the reply re-arms it if needed
+  conn->reading = false;
   if (conn->kind != Kind::kPolicySocket) return HandleEvalRequest(id);
   auto request = policy::ParsePolicySocketRequest(conn->untrusted_in);
   if (!request) {
@@ -328,7 +367,10 @@ void PolicyServer::OnWritable(uint64_t id) {
 }
 
 void PolicyServer::Close(uint64_t id) {
-  if (connections_.erase(id) == 0) return;
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  if (it->second->kind != Kind::kPolicySocket) --eval_connections_;
+  connections_.erase(it);
   for (auto& listener : listeners_) {
     if (!listener->paused) continue;
     listener->paused = false;

@@ -8,10 +8,13 @@
 //   "result=deny\n", nothing at all for a bad request.
 // * An "ask" talks to the policy agent through an AgentCall; the connection
 //   waits, everything else goes on. Notifications are fire-and-forget.
-// All sockets are non-blocking; the number of connections and of pending
-// asks and notifications is bounded.
+// All sockets are non-blocking; the number of connections (with a separate,
+// smaller share for the evaluation services, which qubes reach) and of
+// pending asks and notifications is bounded, and a request that has not
+// arrived within `request_timeout` is dropped.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -31,6 +34,8 @@ struct ServerOptions {
   std::string eval_socket_path = "/etc/qubes-rpc/policy.EvalSimple";
   std::string gui_socket_path = "/etc/qubes-rpc/policy.EvalGUI";
   AgentRoute agent;
+  // A request that has not arrived completely by then is dropped.
+  std::chrono::milliseconds request_timeout{10000};
 };
 
 class PolicyServer {
@@ -50,6 +55,8 @@ class PolicyServer {
 
   PolicyServer(ServeLoop& loop, PolicyStore& store, ServerOptions options);
   Status Listen(Kind kind, const std::string& path);
+  Status StartSweeper();
+  void SweepSlowRequests();
   void OnAccept(Listener& listener);
   void OnReadable(uint64_t id);
   void OnRequestComplete(uint64_t id);
@@ -72,6 +79,9 @@ class PolicyServer {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::map<uint64_t, std::unique_ptr<AgentCall>> agent_calls_;
+  size_t eval_connections_ = 0;
+  UniqueFd sweep_timer_;
+  FdWatch sweep_watch_;
   uint64_t next_id_ = 1;
   size_t pending_asks_ = 0;
 };
