@@ -74,6 +74,7 @@ HostPaths::HostPaths(std::string state) : state_dir(std::move(state)) {
   policy_socket = run_dir + "/policy.sock";
   policy_agent_socket = run_dir + "/policy-agent.sock";
   dom0_rpc_dir = run_dir + "/dom0-rpc";
+  policy_exec_wrapper = run_dir + "/qrexec-policy-exec";
 }
 
 Host::Host(admin::PollLoop& loop, HostOptions options)
@@ -107,6 +108,7 @@ Status Host::Init() {
   if (auto status = control_server_->Listen(paths_.control_socket); !status) return status;
   ::chmod(paths_.qubesd_socket.c_str(), 0600);
   ::chmod(paths_.control_socket.c_str(), 0600);
+  if (auto status = WritePolicyExecWrapper(); !status) return status;
   if (options_.start_policy_daemon) {
     StartPolicyAgent();
     StartPolicyDaemon();
@@ -346,7 +348,7 @@ Status Host::LaunchDaemon(Domain& domain) {
   if (::access(daemon.c_str(), X_OK) != 0) return MakeError(ErrorKind::kNotFound, "no qrexec-daemon in " + options_.bin_dir);
   SpawnOptions spawn;
   spawn.argv = {daemon, "-D", "--socket-dir=" + paths_.daemon_socket_dir, "-u", config.uuid,
-                "-p", Program("qrexec-policy-exec"), "--policy-socket=" + paths_.policy_socket,
+                "-p", paths_.policy_exec_wrapper, "--policy-socket=" + paths_.policy_socket,
                 "--qubesd-socket=" + paths_.qubesd_socket, std::to_string(domain.id), config.name,
                 config.default_user};
   spawn.env = DaemonEnvironment();
@@ -472,6 +474,26 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
     }
   }
   for (auto& waiter : waiters) waiter(MakeError(ErrorKind::kInternal, name + " stopped: " + why));
+}
+
+// The daemons' fallback policy program (used when the policy daemon does not
+// answer): qrexec-policy-exec with this host's policy directories and qubesd
+// socket. The daemon runs it as PROGRAM -- SOURCE TARGET SERVICE; the
+// arguments pass through "$@" untouched.
+Status Host::WritePolicyExecWrapper() {
+  auto quote = [](const std::string& word) {
+    std::string out = "'";
+    for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  };
+  std::string script = "#!/bin/sh\nexec " + quote(Program("qrexec-policy-exec"));
+  for (const auto& dir : options_.config.policy_dirs) script += " --path " + quote(dir);
+  script += " --qubesd-socket " + quote(paths_.qubesd_socket) + " --agent-socket " +
+            quote(paths_.policy_agent_socket) + " --direct-agent --qrexec-client " +
+            quote(Program("qrexec-client")) + " \"$@\"\n";
+  if (auto status = WriteFile(paths_.policy_exec_wrapper, script); !status) return status;
+  if (::chmod(paths_.policy_exec_wrapper.c_str(), 0700) < 0) return ErrnoError("chmod " + paths_.policy_exec_wrapper);
+  return Ok();
 }
 
 void Host::StartPolicyAgent() {

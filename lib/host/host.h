@@ -39,6 +39,7 @@ struct HostPaths {
   std::string policy_socket;      // qrexec-policy-daemon
   std::string policy_agent_socket;
   std::string dom0_rpc_dir;       // runtime dom0 services (policy.EvalSimple...)
+  std::string policy_exec_wrapper;  // the daemons' fallback policy program
   std::string BrokerSocket(const std::string& name) const { return broker_dir + "/" + name + ".sock"; }
   std::string DaemonSocket(const std::string& name) const { return daemon_socket_dir + "/qrexec." + name; }
 };
@@ -118,6 +119,7 @@ class Host {
   void StopDomain(const std::string& name, const std::string& why);
   void StartPolicyDaemon();
   void StartPolicyAgent();
+  Status WritePolicyExecWrapper();
   // Watches a helper (policy daemon or agent): logs its exit and starts it
   // again after a second, at most kMaxHelperRestarts times.
   void Supervise(Child& child, admin::PollLoop::Id& watch, const std::string& what, void (Host::*restart)());
