@@ -25,8 +25,7 @@ Result<uint32_t> DaemonHandshake(int fd, const sys::Deadline& deadline) {
 }  // namespace
 
 Result<std::unique_ptr<AgentChannel>> AgentChannel::Connect(event::Loop& loop,
-                                                            vchan::Transport& transport,
-                                                            int domid,
+                                                            vchan::Transport& transport, int domid,
                                                             const sys::Deadline& connect_deadline,
                                                             const sys::Deadline& handshake_deadline,
                                                             Handlers handlers) {

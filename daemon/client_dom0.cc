@@ -36,8 +36,7 @@ Result<exec::ServicePlan> PlanDom0Service(const std::string& text, const exec::E
   if (!command) return tl::unexpected(command.error());
   auto plan = exec::PlanService(std::move(*command), ctx);
   if (!plan) return plan;
-  if (plan->NeedsWaitForSession())
-    (void)exec::WaitForSession(ctx, "", plan->command.rpc->source);
+  if (plan->NeedsWaitForSession()) (void)exec::WaitForSession(ctx, "", plan->command.rpc->source);
   return plan;
 }
 
@@ -136,8 +135,9 @@ int RunVmToDom0(const ClientConfig& config) {
     LOG_ERROR("vchan: {}", transport.error().ToString());
     return exec::kExitProblem;
   }
-  auto vchan = (*transport)->Connect(static_cast<int>(peer->connect_domain),
-                                     static_cast<int>(peer->connect_port), deadline);
+  auto vchan = (*transport)
+                   ->Connect(static_cast<int>(peer->connect_domain),
+                             static_cast<int>(peer->connect_port), deadline);
   if (!vchan) {
     LOG_ERROR("cannot connect the data vchan: {}", vchan.error().ToString());
     return exec::kExitProblem;

@@ -1,9 +1,9 @@
 #include "daemon/client_options.h"
 
+#include <fmt/core.h>
 #include <getopt.h>
 
 #include <cstdlib>
-#include <fmt/core.h>
 
 #include "base/limits.h"
 #include "base/names.h"
@@ -81,28 +81,54 @@ std::variant<ClientConfig, ClientParseExit> ParseClientOptions(int argc, char** 
     int opt = getopt_long(argc, argv, "+hd:l:ec:tTw:WkEp:", kLongOptions, nullptr);
     if (opt == -1) break;
     switch (opt) {
-      case 'h': return ClientParseExit{0, Usage(argv0), true};
-      case 'd': config.domain = optarg; break;
-      case 'l': config.local_program = optarg; break;
-      case 'e': config.just_exec = true; break;
-      case 'E': config.no_exit_code = true; break;
+      case 'h':
+        return ClientParseExit{0, Usage(argv0), true};
+      case 'd':
+        config.domain = optarg;
+        break;
+      case 'l':
+        config.local_program = optarg;
+        break;
+      case 'e':
+        config.just_exec = true;
+        break;
+      case 'E':
+        config.no_exit_code = true;
+        break;
       case 'c':
         config.connect = ParseConnect(optarg);
         if (!config.connect) return ClientParseExit{1, "invalid -c argument\n" + Usage(argv0)};
         break;
-      case 't': config.filter_stdout = true; break;
-      case 'T': config.filter_stderr = true; break;
-      case 'w': config.timeout_seconds = std::max(0, std::atoi(optarg)); break;
-      case 'W': config.wait_connection_end = true; break;
-      case 'k': config.kill_after = true; break;
-      case kSocketDir: config.socket_dir = optarg; break;
+      case 't':
+        config.filter_stdout = true;
+        break;
+      case 'T':
+        config.filter_stderr = true;
+        break;
+      case 'w':
+        config.timeout_seconds = std::max(0, std::atoi(optarg));
+        break;
+      case 'W':
+        config.wait_connection_end = true;
+        break;
+      case 'k':
+        config.kill_after = true;
+        break;
+      case kSocketDir:
+        config.socket_dir = optarg;
+        break;
       case 'p':
         if (config.prefix_data) return ClientParseExit{2, "--prefix-data given twice\n"};
         config.prefix_data = optarg;
         break;
-      case kUseStdinSocket: config.use_stdin_socket = true; break;
-      case kDataPort: config.data_port = static_cast<unsigned>(std::atoi(optarg)); break;
-      default: return ClientParseExit{1, Usage(argv0)};
+      case kUseStdinSocket:
+        config.use_stdin_socket = true;
+        break;
+      case kDataPort:
+        config.data_port = static_cast<unsigned>(std::atoi(optarg));
+        break;
+      default:
+        return ClientParseExit{1, Usage(argv0)};
     }
   }
   if (argc - optind != 1) return ClientParseExit{1, Usage(argv0)};

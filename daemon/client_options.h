@@ -17,16 +17,16 @@ struct ConnectRequest {
 };
 
 struct ClientConfig {
-  std::string domain;                      // -d
+  std::string domain;                        // -d
   std::optional<std::string> local_program;  // -l
-  bool just_exec = false;                  // -e
-  bool no_exit_code = false;               // -E
-  std::optional<ConnectRequest> connect;   // -c
-  bool filter_stdout = false;              // -t
-  bool filter_stderr = false;              // -T
-  int timeout_seconds = 10;                // -w (0 = none)
-  bool wait_connection_end = false;        // -W
-  bool kill_after = false;                 // -k
+  bool just_exec = false;                    // -e
+  bool no_exit_code = false;                 // -E
+  std::optional<ConnectRequest> connect;     // -c
+  bool filter_stdout = false;                // -t
+  bool filter_stderr = false;                // -T
+  int timeout_seconds = 10;                  // -w (0 = none)
+  bool wait_connection_end = false;          // -W
+  bool kill_after = false;                   // -k
   std::string socket_dir = "/var/run/qubes";
   std::optional<std::string> prefix_data;  // -p
   bool use_stdin_socket = false;

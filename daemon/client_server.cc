@@ -69,10 +69,9 @@ void ClientServer::OnAcceptable() {
     return;
   }
   ClientId id = next_id_++;
-  auto conn = MessageConn::Create(
-      loop_, std::move(*fd), kMaxClientBody,
-      {[this, id](proto::Message m) { OnMessage(id, std::move(m)); },
-       [this, id](Status st) { OnClose(id, std::move(st)); }});
+  auto conn = MessageConn::Create(loop_, std::move(*fd), kMaxClientBody,
+                                  {[this, id](proto::Message m) { OnMessage(id, std::move(m)); },
+                                   [this, id](Status st) { OnClose(id, std::move(st)); }});
   if (!conn) {
     LOG_ERROR("client setup: {}", conn.error().ToString());
     return;

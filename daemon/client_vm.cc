@@ -80,8 +80,8 @@ Status SetUpLocalSide(const ClientConfig& config, stream::CallerConfig& caller) 
 Result<UniqueFd> ServeDataVchan(const proto::ExecParams& peer, const sys::Deadline& deadline) {
   auto transport = vchan::MakeTransportFromEnv();
   if (!transport) return tl::unexpected(transport.error());
-  return (*transport)->Serve(static_cast<int>(peer.connect_domain),
-                             static_cast<int>(peer.connect_port), deadline);
+  return (*transport)
+      ->Serve(static_cast<int>(peer.connect_domain), static_cast<int>(peer.connect_port), deadline);
 }
 
 void KillDomain(const ClientConfig& config) {
@@ -160,9 +160,8 @@ int RunVmToVm(const ClientConfig& config) {
     LOG_ERROR("source domain {}: {}", connect.source_domid, source.error().ToString());
     return kVmToVmFailed;
   }
-  auto sent = RequestServiceConnect(source->get(),
-                                    {peer->connect_domain, peer->connect_port, connect.ident},
-                                    deadline);
+  auto sent = RequestServiceConnect(
+      source->get(), {peer->connect_domain, peer->connect_port, connect.ident}, deadline);
   if (!sent) {
     LOG_ERROR("source domain {}: {}", connect.source_domid, sent.error().ToString());
     return kVmToVmFailed;

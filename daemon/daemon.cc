@@ -45,11 +45,11 @@ Status Daemon::Start(const sys::Deadline& deadline) {
 
 Status Daemon::ConnectAgent(const sys::Deadline& connect_deadline,
                             const sys::Deadline& handshake_deadline) {
-  auto agent = AgentChannel::Connect(
-      loop_, transport_, config_.domid, connect_deadline, handshake_deadline,
-      {[this](proto::Trigger t) { OnTrigger(std::move(t)); },
-       [this](proto::ConnectionTerminated m) { OnTerminated(m); },
-       [this](Status st) { OnAgentClosed(std::move(st)); }});
+  auto agent =
+      AgentChannel::Connect(loop_, transport_, config_.domid, connect_deadline, handshake_deadline,
+                            {[this](proto::Trigger t) { OnTrigger(std::move(t)); },
+                             [this](proto::ConnectionTerminated m) { OnTerminated(m); },
+                             [this](Status st) { OnAgentClosed(std::move(st)); }});
   if (!agent) return tl::unexpected(agent.error());
   agent_ = std::move(*agent);
   auto server = ClientServer::Create(
@@ -117,8 +117,8 @@ void Daemon::DropAgent() {
 // dom0 services, disposables) keeps going in between.
 void Daemon::TryReconnect() {
   if (agent_) DropAgent();
-  auto st = ConnectAgent(sys::Deadline::After(kReconnectSlice),
-                         sys::Deadline::After(kHandshakeTimeout));
+  auto st =
+      ConnectAgent(sys::Deadline::After(kReconnectSlice), sys::Deadline::After(kHandshakeTimeout));
   if (!st && st.error().kind == ErrorKind::kTimedOut && !agent_) {
     (void)restart_timer_.Arm(kReconnectPause);
     return;
@@ -158,8 +158,8 @@ void Daemon::OnExecRequest(ClientId client, proto::ExecRequest request) {
     auto port = AllocateFor(client, request.connect_domain);
     if (!port) return;
     request.connect_port = *port;
-    server_->Reply(client, proto::EncodeClientReply(
-                               type, {static_cast<uint32_t>(config_.domid), *port}));
+    server_->Reply(client,
+                   proto::EncodeClientReply(type, {static_cast<uint32_t>(config_.domid), *port}));
   } else {
     LOG_ERROR("client {} asked for a specific port {}", client, request.connect_port);
   }
@@ -233,8 +233,8 @@ void Daemon::RunInDom0(uint64_t call_id, const PolicyAnswer& answer, std::string
   PendingCall& call = pending_[call_id];
   auto port = ports_.Allocate(0);
   if (!port) return Refuse(call_id, "no free data port");
-  Dom0Call dom0{call.trigger.request_id, std::move(source), config_.domid, *port,
-                std::move(service), answer.requested_target};
+  Dom0Call dom0{call.trigger.request_id, std::move(source),      config_.domid, *port,
+                std::move(service),      answer.requested_target};
   if (auto st = dom0_.Run(dom0); !st) {
     ports_.Release(*port, 0);
     return Refuse(call_id, "cannot run the dom0 service: " + st.error().ToString());
@@ -279,8 +279,7 @@ void Daemon::Refuse(uint64_t call_id, const std::string& why) {
            SanitizeForLog(it->second.trigger.service), SanitizeForLog(it->second.trigger.target),
            why);
   LogStage(it->second, "refused");
-  if (auto frame = proto::EncodeServiceRefused(it->second.trigger.request_id))
-    agent_->Send(*frame);
+  if (auto frame = proto::EncodeServiceRefused(it->second.trigger.request_id)) agent_->Send(*frame);
   pending_.erase(it);
 }
 

@@ -62,9 +62,8 @@ int Run(const DaemonConfig& config) {
   }
   qrexec::event::Loop loop;
   qrexec::daemon::Daemon daemon(loop, **transport, config, ClientProgram());
-  auto deadline = config.startup_timeout
-                      ? qrexec::sys::Deadline::After(*config.startup_timeout)
-                      : qrexec::sys::Deadline::Never();
+  auto deadline = config.startup_timeout ? qrexec::sys::Deadline::After(*config.startup_timeout)
+                                         : qrexec::sys::Deadline::Never();
   if (auto st = daemon.Start(deadline); !st) {
     bool timed_out = st.error().kind == qrexec::ErrorKind::kTimedOut;
     LOG_ERROR("cannot start: {}", st.error().ToString());

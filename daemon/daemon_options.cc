@@ -1,9 +1,9 @@
 #include "daemon/daemon_options.h"
 
+#include <fmt/core.h>
 #include <getopt.h>
 
 #include <cstdlib>
-#include <fmt/core.h>
 
 namespace qrexec::daemon {
 namespace {
@@ -64,21 +64,36 @@ std::variant<DaemonConfig, ParseExit> ParseDaemonOptions(int argc, char** argv) 
   DaemonConfig config;
   const char* argv0 = argc > 0 ? argv[0] : "qrexec-daemon";
   ApplyEnvironment(config);  // before the options, which take precedence
-  optind = 0;  // full re-initialisation (GNU), so tests may parse twice
+  optind = 0;                // full re-initialisation (GNU), so tests may parse twice
   opterr = 1;
   for (;;) {
     int opt = getopt_long(argc, argv, "+hqp:Du:", kLongOptions, nullptr);
     if (opt == -1) break;
     switch (opt) {
-      case 'q': config.quiet = true; break;
-      case kSocketDir: config.socket_dir = optarg; break;
-      case 'p': config.policy_program = optarg; break;
-      case kPolicySocket: config.policy_socket = optarg; break;
-      case kQubesdSocket: config.qubesd_socket = optarg; break;
-      case 'D': config.direct = true; break;
-      case 'u': config.uuid = optarg; break;
+      case 'q':
+        config.quiet = true;
+        break;
+      case kSocketDir:
+        config.socket_dir = optarg;
+        break;
+      case 'p':
+        config.policy_program = optarg;
+        break;
+      case kPolicySocket:
+        config.policy_socket = optarg;
+        break;
+      case kQubesdSocket:
+        config.qubesd_socket = optarg;
+        break;
+      case 'D':
+        config.direct = true;
+        break;
+      case 'u':
+        config.uuid = optarg;
+        break;
       case 'h':
-      default: return ParseExit{1, DaemonUsage(argv0)};
+      default:
+        return ParseExit{1, DaemonUsage(argv0)};
     }
   }
   if (config.uuid.empty())

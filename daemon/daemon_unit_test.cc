@@ -20,8 +20,8 @@ std::variant<DaemonConfig, ParseExit> Parse(std::vector<std::string> args) {
 }
 
 TEST(DaemonOptions, ParsesTheQubesdCommandLine) {
-  auto parsed = Parse({"qrexec-daemon", "-q", "--uuid=1234", "--socket-dir=/tmp/x", "-D", "7",
-                       "work", "alice"});
+  auto parsed = Parse(
+      {"qrexec-daemon", "-q", "--uuid=1234", "--socket-dir=/tmp/x", "-D", "7", "work", "alice"});
   ASSERT_TRUE(std::holds_alternative<DaemonConfig>(parsed));
   auto& config = std::get<DaemonConfig>(parsed);
   EXPECT_EQ(config.domid, 7);
@@ -115,8 +115,8 @@ TEST(PolicyAnswer, MalformedAnswersAreRejected) {
   for (std::string text : std::vector<std::string>{
            "", "result=maybe", "result=deny\nresult=deny", "result=deny\nuser=x",
            "result=allow\nuser=u\ntarget=t\nautostart=True",
-           "result=allow\nuser=u\ntarget=t\nrequested_target=t\nautostart=yes",
-           "result=deny\n\n", "result=deny\ngarbage", std::string("result=deny\0", 12)}) {
+           "result=allow\nuser=u\ntarget=t\nrequested_target=t\nautostart=yes", "result=deny\n\n",
+           "result=deny\ngarbage", std::string("result=deny\0", 12)}) {
     EXPECT_FALSE(ParsePolicyAnswer(text)) << text;
   }
 }

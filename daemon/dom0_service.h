@@ -25,10 +25,10 @@ namespace qrexec::daemon {
 
 struct Dom0Call {
   std::string ident;
-  std::string source;         // name given to the service (QREXEC_REMOTE_DOMAIN)
-  int source_domid = 0;       // the caller's VM (our VM)
+  std::string source;    // name given to the service (QREXEC_REMOTE_DOMAIN)
+  int source_domid = 0;  // the caller's VM (our VM)
   uint32_t port = 0;
-  std::string service;        // "NAME+ARG"
+  std::string service;           // "NAME+ARG"
   std::string requested_target;  // as normalized by policy ("@adminvm", "dom0", ...)
 };
 
@@ -38,7 +38,8 @@ std::string FormatDom0Command(const Dom0Call& call);
 class Dom0ServiceRunner {
  public:
   Dom0ServiceRunner(event::Loop& loop, std::string client_program, std::string socket_dir)
-      : loop_(loop), client_program_(std::move(client_program)),
+      : loop_(loop),
+        client_program_(std::move(client_program)),
         socket_dir_(std::move(socket_dir)) {}
 
   // kInternal/kNotFound if the helper could not be started.

@@ -10,8 +10,7 @@ namespace qrexec::daemon {
 Result<std::unique_ptr<MessageConn>> MessageConn::Create(event::Loop& loop, UniqueFd fd,
                                                          size_t max_body, Handlers handlers) {
   if (auto st = sys::SetNonBlocking(fd.get(), true); !st) return tl::unexpected(st.error());
-  std::unique_ptr<MessageConn> conn(
-      new MessageConn(std::move(fd), max_body, std::move(handlers)));
+  std::unique_ptr<MessageConn> conn(new MessageConn(std::move(fd), max_body, std::move(handlers)));
   MessageConn* raw = conn.get();
   auto watch = loop.WatchFd(raw->fd_.get(), event::Interest::Read(),
                             [raw](event::Ready ready) { raw->OnReady(ready); });

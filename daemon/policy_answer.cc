@@ -8,12 +8,21 @@
 namespace qrexec::daemon {
 namespace {
 
-enum Key { kResult, kUser, kTarget, kTargetUuid, kAutostart, kRequestedTarget, kService,
-           kPolicySource, kKeyCount };
+enum Key {
+  kResult,
+  kUser,
+  kTarget,
+  kTargetUuid,
+  kAutostart,
+  kRequestedTarget,
+  kService,
+  kPolicySource,
+  kKeyCount
+};
 
 constexpr std::array<std::string_view, kKeyCount> kKeyNames = {
-    "result", "user", "target", "target_uuid", "autostart", "requested_target", "service",
-    "policy_source"};
+    "result",           "user",    "target",       "target_uuid", "autostart",
+    "requested_target", "service", "policy_source"};
 
 int KeyIndex(std::string_view key) {
   for (size_t i = 0; i < kKeyNames.size(); ++i)

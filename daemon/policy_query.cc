@@ -20,8 +20,7 @@ std::string FormatPolicyRequest(const PolicyRequest& request) {
 }
 
 Result<std::unique_ptr<PolicyQuery>> PolicyQuery::Start(event::Loop& loop, const Paths& paths,
-                                                        PolicyRequest request,
-                                                        Callback callback) {
+                                                        PolicyRequest request, Callback callback) {
   std::unique_ptr<PolicyQuery> self(
       new PolicyQuery(loop, paths, std::move(request), std::move(callback)));
   PolicyQuery* raw = self.get();
@@ -71,7 +70,8 @@ void PolicyQuery::StartFallback(const std::string& why) {
   spec.new_session = false;
   auto child = exec::ChildProcess::Spawn(spec);
   if (!child) {
-    Finish(MakeError(ErrorKind::kInternal, "cannot run policy program: " + child.error().ToString()));
+    Finish(
+        MakeError(ErrorKind::kInternal, "cannot run policy program: " + child.error().ToString()));
     return;
   }
   child_.emplace(std::move(*child));

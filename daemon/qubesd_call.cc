@@ -18,11 +18,12 @@ Result<std::unique_ptr<QubesdCall>> QubesdCall::Start(event::Loop& loop, const s
                                 .reply_limit = admin::kMaxReplySize,
                                 .timeout = std::nullopt};
   auto call = std::make_unique<QubesdCall>();
-  auto exchange = UnixExchange::Start(
-      loop, std::move(options), [callback = std::move(callback)](Result<std::string> answer) {
-        if (!answer) return callback(tl::unexpected(answer.error()));
-        callback(admin::DecodeReply(*answer));
-      });
+  auto exchange = UnixExchange::Start(loop, std::move(options),
+                                      [callback = std::move(callback)](Result<std::string> answer) {
+                                        if (!answer)
+                                          return callback(tl::unexpected(answer.error()));
+                                        callback(admin::DecodeReply(*answer));
+                                      });
   if (!exchange) return tl::unexpected(exchange.error());
   call->exchange_ = std::move(*exchange);
   return call;

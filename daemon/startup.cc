@@ -23,9 +23,9 @@ namespace {
   if (!config.quiet) std::fprintf(stderr, "Waiting for VM's qrexec agent.");
   for (;;) {
     if (deadline.expired()) {
-      if (!config.quiet) std::fprintf(stderr, "Cannot connect to '%s' qrexec agent for %lld seconds, giving up\n",
-                                      config.name.c_str(),
-                                      static_cast<long long>(config.startup_timeout->count()));
+      if (!config.quiet)
+        std::fprintf(stderr, "Cannot connect to '%s' qrexec agent for %lld seconds, giving up\n",
+                     config.name.c_str(), static_cast<long long>(config.startup_timeout->count()));
       std::_Exit(3);
     }
     pollfd pfd{report.get(), POLLIN, 0};

@@ -39,8 +39,8 @@ Result<std::unique_ptr<TargetConnector>> TargetConnector::Start(event::Loop& loo
   return self;
 }
 
-TargetConnector::TargetConnector(event::Loop& loop, const TargetPaths& paths,
-                                 TargetRequest request, Callbacks callbacks)
+TargetConnector::TargetConnector(event::Loop& loop, const TargetPaths& paths, TargetRequest request,
+                                 Callbacks callbacks)
     : loop_(loop), paths_(paths), request_(std::move(request)), callbacks_(std::move(callbacks)) {}
 
 TargetConnector::~TargetConnector() { *alive_ = false; }
@@ -98,8 +98,8 @@ void TargetConnector::Connect(bool may_autostart) {
   std::string path = paths_.socket_dir + "/qrexec." + socket_dest_;
   auto fd = ConnectUnixNonBlocking(path);
   if (!fd) {
-    bool absent = fd.error().kind == ErrorKind::kNotFound ||
-                  fd.error().kind == ErrorKind::kDisconnected;
+    bool absent =
+        fd.error().kind == ErrorKind::kNotFound || fd.error().kind == ErrorKind::kDisconnected;
     if (absent && may_autostart) return StartDomain(socket_dest_);
     return Fail(absent ? "target not running" : fd.error().ToString());
   }
@@ -116,9 +116,9 @@ void TargetConnector::OnMessage(proto::Message message) {
     auto hello = proto::DecodeHello(message.header, message.body);
     if (!hello) return Fail("bad hello from target daemon");
     if (!proto::NegotiateClientSocket(hello->version)) return Fail("target daemon too old");
-    auto request = proto::EncodeExecRequest(
-        {proto::ExecType::kExecCmdline, static_cast<uint32_t>(request_.own_domid), 0,
-         request_.command});
+    auto request =
+        proto::EncodeExecRequest({proto::ExecType::kExecCmdline,
+                                  static_cast<uint32_t>(request_.own_domid), 0, request_.command});
     if (!request) return Fail("cannot encode the command");
     conn_->Send(proto::EncodeHello(proto::kClientProtocolVersion));
     conn_->Send(*request);
@@ -126,7 +126,8 @@ void TargetConnector::OnMessage(proto::Message message) {
     return;
   }
   if (stage_ == Stage::kReply) {
-    auto reply = proto::DecodeClientReply(message.header, message.body, proto::MsgType::kExecCmdline);
+    auto reply =
+        proto::DecodeClientReply(message.header, message.body, proto::MsgType::kExecCmdline);
     if (!reply) return Fail("bad reply from target daemon: " + reply.error().ToString());
     return Succeed(*reply);
   }

@@ -31,7 +31,7 @@
 namespace qrexec::daemon {
 
 struct TargetRequest {
-  std::string dest;     // target_uuid if given, else target ("@dispvm:..." for disposables)
+  std::string dest;  // target_uuid if given, else target ("@dispvm:..." for disposables)
   bool autostart = false;
   std::string command;  // "USER:QUBESRPC SERVICE+ARG SOURCE"
   int own_domid = 0;
@@ -49,17 +49,23 @@ class TargetConnector {
     std::function<void()> on_finished;
   };
 
-  static Result<std::unique_ptr<TargetConnector>> Start(event::Loop& loop,
-                                                        const TargetPaths& paths,
-                                                        TargetRequest request,
-                                                        Callbacks callbacks);
+  static Result<std::unique_ptr<TargetConnector>> Start(event::Loop& loop, const TargetPaths& paths,
+                                                        TargetRequest request, Callbacks callbacks);
   ~TargetConnector();  // cancels everything; a created disposable is not killed
   TargetConnector(const TargetConnector&) = delete;
   TargetConnector& operator=(const TargetConnector&) = delete;
 
  private:
-  enum class Stage { kCreating, kStarting, kConnecting, kHello, kReply, kLingering, kKilling,
-                     kDone };
+  enum class Stage {
+    kCreating,
+    kStarting,
+    kConnecting,
+    kHello,
+    kReply,
+    kLingering,
+    kKilling,
+    kDone
+  };
   TargetConnector(event::Loop& loop, const TargetPaths& paths, TargetRequest request,
                   Callbacks callbacks);
   void Begin();
@@ -80,8 +86,8 @@ class TargetConnector {
   TargetRequest request_;
   Callbacks callbacks_;
   Stage stage_ = Stage::kConnecting;
-  std::string socket_dest_;    // what goes after "qrexec."
-  std::string disposable_;     // "uuid:..." of a created disposable
+  std::string socket_dest_;  // what goes after "qrexec."
+  std::string disposable_;   // "uuid:..." of a created disposable
   std::unique_ptr<QubesdCall> qubesd_;
   std::unique_ptr<MessageConn> conn_;
   event::Timer kickoff_;

@@ -23,10 +23,14 @@ Result<UniqueFd> ConnectUnixNonBlocking(const std::string& path) {
   if (rc == 0) return fd;
   int err = errno;
   switch (err) {
-    case EAGAIN: return MakeError(ErrorKind::kOverloaded, "backlog full: " + path, err);
-    case ENOENT: return MakeError(ErrorKind::kNotFound, "connect " + path, err);
-    case ECONNREFUSED: return MakeError(ErrorKind::kDisconnected, "connect " + path, err);
-    default: return ErrnoError("connect " + path, err);
+    case EAGAIN:
+      return MakeError(ErrorKind::kOverloaded, "backlog full: " + path, err);
+    case ENOENT:
+      return MakeError(ErrorKind::kNotFound, "connect " + path, err);
+    case ECONNREFUSED:
+      return MakeError(ErrorKind::kDisconnected, "connect " + path, err);
+    default:
+      return ErrnoError("connect " + path, err);
   }
 }
 

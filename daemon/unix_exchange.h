@@ -52,7 +52,7 @@ class UnixExchange {
   Callback callback_;
   UniqueFd fd_;
   event::FdWatch watch_;
-  event::Timer timer_;     // connect retries, and the first (async) attempt
+  event::Timer timer_;  // connect retries, and the first (async) attempt
   event::Timer deadline_;
   int connect_attempts_ = 0;
   size_t written_ = 0;

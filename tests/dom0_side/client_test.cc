@@ -18,7 +18,8 @@ class ClientTest : public ::testing::Test {
     SpawnOptions options;
     options.argv = {BinPath("qrexec-client"), "--socket-dir=" + dir_.path()};
     options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
+    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
+                   {"VCHAN_DOMAIN", "0"},
                    {"QREXEC_SERVICE_PATH", dir_ / "rpc"},
                    {"QUBES_RPC_CONFIG_PATH", dir_ / "rpc-config"},
                    {"QREXEC_QUBESD_SOCKET", dir_ / "qubesd.sock"}};
@@ -33,7 +34,8 @@ class ClientTest : public ::testing::Test {
     SpawnOptions options;
     options.argv = {BinPath("qrexec-client"), "--socket-dir=" + dir_.path()};
     options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
+    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
+                   {"VCHAN_DOMAIN", "0"},
                    {"QREXEC_SERVICE_PATH", dir_ / "rpc"},
                    {"QUBES_RPC_CONFIG_PATH", dir_ / "rpc-config"}};
     return RunProgram(options, input);
@@ -150,9 +152,9 @@ TEST_F(ClientTest, FiltersEscapeCharactersWithT) {
 
 TEST_F(ClientTest, LocalProgramIsConnectedToTheRemoteCommand) {
   UniqueFd daemon = ListenUnix(dir_ / "qrexec.vm1");
-  Process client = Start({"-d", "vm1", "-l",
-                          "printf \"to-$QREXEC_REMOTE_DOMAIN\"; cat > " + (dir_ / "local-out"),
-                          "user:cmd"});
+  Process client =
+      Start({"-d", "vm1", "-l",
+             "printf \"to-$QREXEC_REMOTE_DOMAIN\"; cat > " + (dir_ / "local-out"), "user:cmd"});
   ServeExec(daemon.get(), kExecCmdline, "user:cmd");
   UniqueFd data = JoinData();
   EXPECT_EQ(Recv(data.get()), (Msg{kStdin, "to-vm1"}));
@@ -233,8 +235,9 @@ TEST_F(ClientTest, RunsADom0ServiceForAVm) {
   UniqueFd source = ListenUnix(dir_ / "qrexec.work");
   auto listener = VchanListen(dir_.path(), 42, 0, 513);
   ASSERT_TRUE(listener);
-  Process client = Start({"-d", "dom0", "-c", "SOCKET7,work,42",
-                          "QUBESRPC test.Echo+arg work name dom0"}, Stdio::kNull);
+  Process client =
+      Start({"-d", "dom0", "-c", "SOCKET7,work,42", "QUBESRPC test.Echo+arg work name dom0"},
+            Stdio::kNull);
   UniqueFd s = AcceptOne(source.get());
   ASSERT_TRUE(s.valid());
   ASSERT_TRUE(ServeDaemonHello(s.get()));

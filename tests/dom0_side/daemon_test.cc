@@ -22,9 +22,9 @@ class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
     WriteFile(dir_ / "policy-answer", "result=deny\n");
-    WriteScript(dir_ / "policy",
-                "echo \"$@\" >> " + (dir_ / "policy-args") + "\ncat " + (dir_ / "policy-answer") +
-                    "\nexit $(cat " + (dir_ / "policy-exit") + " 2>/dev/null || echo 0)\n");
+    WriteScript(dir_ / "policy", "echo \"$@\" >> " + (dir_ / "policy-args") + "\ncat " +
+                                     (dir_ / "policy-answer") + "\nexit $(cat " +
+                                     (dir_ / "policy-exit") + " 2>/dev/null || echo 0)\n");
   }
 
   // Ends the daemon cleanly (so sanitizer reports at exit are written) and
@@ -55,14 +55,24 @@ class DaemonTest : public ::testing::Test {
 
   void SpawnDaemon() {
     SpawnOptions options;
-    options.argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + (dir_ / "daemon.log"),
-                    BinPath("qrexec-daemon"), "--direct", "--socket-dir=" + dir_.path(),
+    options.argv = {"/bin/sh",
+                    "-c",
+                    "exec \"$0\" \"$@\" 2>>" + (dir_ / "daemon.log"),
+                    BinPath("qrexec-daemon"),
+                    "--direct",
+                    "--socket-dir=" + dir_.path(),
                     "--policy-program=" + (dir_ / "policy"),
                     "--policy-socket=" + (dir_ / "policy.sock"),
-                    "--qubesd-socket=" + (dir_ / "qubesd.sock"), "-u", "U1",
-                    std::to_string(kDomid), "work", "alice"};
-    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
-                   {"QREXEC_DEBUG", "1"},           {"QREXEC_SERVICE_PATH", dir_ / "rpc"},
+                    "--qubesd-socket=" + (dir_ / "qubesd.sock"),
+                    "-u",
+                    "U1",
+                    std::to_string(kDomid),
+                    "work",
+                    "alice"};
+    options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
+                   {"VCHAN_DOMAIN", "0"},
+                   {"QREXEC_DEBUG", "1"},
+                   {"QREXEC_SERVICE_PATH", dir_ / "rpc"},
                    {"QUBES_RPC_CONFIG_PATH", dir_ / "rpc-config"}};
     options.unset_env = {"QREXEC_BROKER_SOCKET"};
     options.stdin_mode = Stdio::kNull;
@@ -147,10 +157,12 @@ TEST_F(DaemonTest, DaemonizesAndReportsTheConnectionToTheForegroundProcess) {
   auto listener = VchanListen(dir_.path(), kDomid, 0, 512);
   ASSERT_TRUE(listener);
   SpawnOptions options;
-  options.argv = {BinPath("qrexec-daemon"), "-q", "--socket-dir=" + dir_.path(), "-u", "U1",
-                  std::to_string(kDomid), "work"};
-  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
-                 {"QREXEC_LOG_DIR", dir_.path()}, {"QREXEC_STARTUP_TIMEOUT", "10"}};
+  options.argv = {BinPath("qrexec-daemon"), "-q",  "--socket-dir=" + dir_.path(), "-u", "U1",
+                  std::to_string(kDomid),   "work"};
+  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
+                 {"VCHAN_DOMAIN", "0"},
+                 {"QREXEC_LOG_DIR", dir_.path()},
+                 {"QREXEC_STARTUP_TIMEOUT", "10"}};
   options.stdin_mode = Stdio::kNull;
   auto parent = Process::Spawn(options);
   ASSERT_TRUE(parent);
@@ -176,10 +188,12 @@ TEST_F(DaemonTest, DaemonizesAndReportsTheConnectionToTheForegroundProcess) {
 
 TEST_F(DaemonTest, ForegroundProcessExits3WhenTheAgentNeverComes) {
   SpawnOptions options;
-  options.argv = {BinPath("qrexec-daemon"), "-q", "--socket-dir=" + dir_.path(), "-u", "U1",
-                  std::to_string(kDomid), "work"};
-  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"},
-                 {"QREXEC_LOG_DIR", dir_.path()}, {"QREXEC_STARTUP_TIMEOUT", "1"}};
+  options.argv = {BinPath("qrexec-daemon"), "-q",  "--socket-dir=" + dir_.path(), "-u", "U1",
+                  std::to_string(kDomid),   "work"};
+  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
+                 {"VCHAN_DOMAIN", "0"},
+                 {"QREXEC_LOG_DIR", dir_.path()},
+                 {"QREXEC_STARTUP_TIMEOUT", "1"}};
   auto result = RunProgram(options, {}, milliseconds(10000));
   EXPECT_EQ(result.exit_code, 3);
 }
@@ -308,8 +322,8 @@ TEST_F(DaemonTest, AllowedCallIsConnectedThroughTheTargetDaemon) {
   ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+ work");
   EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}))
       << Log();
-  for (const char* stage : {"trigger_received", "policy_answered", "target_connected",
-                            "service_connect_sent"})
+  for (const char* stage :
+       {"trigger_received", "policy_answered", "target_connected", "service_connect_sent"})
     EXPECT_TRUE(LogHas(std::string("call-timing ident=SOCKET7 stage=") + stage)) << stage;
 }
 

@@ -83,8 +83,10 @@ std::string Ident(std::string_view ident) { return Fixed(ident, 32); }
 std::ostream& operator<<(std::ostream& out, const Msg& msg) {
   out << "{0x" << std::hex << msg.type << std::dec << ", \"";
   for (unsigned char c : msg.body) {
-    if (c >= 0x20 && c < 0x7f) out << c;
-    else out << "\\x" << std::hex << std::setw(2) << std::setfill('0') << int(c) << std::dec;
+    if (c >= 0x20 && c < 0x7f)
+      out << c;
+    else
+      out << "\\x" << std::hex << std::setw(2) << std::setfill('0') << int(c) << std::dec;
   }
   return out << "\"}";
 }

@@ -23,8 +23,7 @@ std::string CurrentUser() {
 class EndToEndTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    WriteScript(dir_ / "rpc/test.Echo",
-                "echo \"$QREXEC_REMOTE_DOMAIN:$1\"\ncat\nexit 3\n");
+    WriteScript(dir_ / "rpc/test.Echo", "echo \"$QREXEC_REMOTE_DOMAIN:$1\"\ncat\nexit 3\n");
     WriteScript(dir_ / "rpc0/test.Dom0",
                 "echo \"dom0 from $QREXEC_REMOTE_DOMAIN ($QREXEC_REQUESTED_TARGET_TYPE "
                 "$QREXEC_REQUESTED_TARGET_KEYWORD)\"\n");
@@ -76,8 +75,8 @@ class EndToEndTest : public ::testing::Test {
 
   void StartDaemon(int domid, const std::string& name) {
     Spawn({BinPath("qrexec-daemon"), "-D", "--socket-dir=" + dir_.path(),
-           "--policy-program=" + (dir_ / "policy"), "--policy-socket=" + (dir_ / "none.sock"),
-           "-u", "U" + std::to_string(domid), std::to_string(domid), name, CurrentUser()},
+           "--policy-program=" + (dir_ / "policy"), "--policy-socket=" + (dir_ / "none.sock"), "-u",
+           "U" + std::to_string(domid), std::to_string(domid), name, CurrentUser()},
           Env(0, "rpc0"));
   }
 
