@@ -270,6 +270,34 @@ TEST_F(DaemonTest, DropsAClientWithAnInvalidRequest) {
   EXPECT_TRUE(WaitForEof(other.get()));
 }
 
+TEST_F(DaemonTest, DropsAClientThatSendsDataAfterItsRequest) {
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "user:a")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "user:b")));
+  EXPECT_TRUE(WaitForEof(client.get()));
+}
+
+TEST_F(DaemonTest, ClosesClientsBeyond256) {
+  StartDaemon();
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 256; ++i) {
+    auto fd = ConnectUnixRetry(dir_ / "qrexec.42");
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(Recv(fd->get()), (Msg{kHello, HelloBody(3)})) << i;
+    clients.push_back(std::move(*fd));
+  }
+  auto extra = ConnectUnixRetry(dir_ / "qrexec.42");
+  ASSERT_TRUE(extra);
+  EXPECT_TRUE(WaitForEof(extra->get()));
+  clients.pop_back();
+  std::this_thread::sleep_for(milliseconds(50));
+  UniqueFd again = ConnectClient();
+  ASSERT_TRUE(SendMessage(again.get(), kExecCmdline, CmdBody(43, 0, "user:a")));
+  EXPECT_EQ(Recv(again.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+}
+
 TEST_F(DaemonTest, DropsAServiceConnectForAnUnknownRequest) {
   StartDaemon();
   UniqueFd client = ConnectClient();
@@ -300,6 +328,35 @@ TEST_F(DaemonTest, Protocol3TriggersOmitTheRequestedSource) {
   auto requests = policy.Requests(1);
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0], "source=work\nintended_target=vault\nservice_and_arg=qubes.Foo\n\n");
+}
+
+TEST_F(DaemonTest, Protocol2AgentsUseTheFixedSizeTrigger) {
+  FakeServer policy(dir_ / "policy.sock", {"result=deny"}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon(2);
+  std::string body = Fixed("qubes.Foo+x", 64) + Fixed("vault", 32) + Fixed("SOCKET2", 32);
+  ASSERT_TRUE(SendMessage(agent_.get(), 0x210, body));
+  ExpectRefused("SOCKET2");
+  auto requests = policy.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0], "source=work\nintended_target=vault\nservice_and_arg=qubes.Foo+x\n\n");
+}
+
+TEST_F(DaemonTest, Protocol4TriggerUnderProtocol3IsFatal) {
+  StartDaemon(3);
+  SendTrigger("vault", "SOCKET7", "qubes.Foo");
+  EXPECT_EQ(daemon_->Wait(), 1);
+}
+
+TEST_F(DaemonTest, PassesTheRequestedSourceToPolicy) {
+  FakeServer policy(dir_ / "policy.sock", {"result=deny"}, FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo", "remote1");
+  ExpectRefused("SOCKET7");
+  auto requests = policy.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0],
+            "source=work\nrequested_source=remote1\nintended_target=vault\n"
+            "service_and_arg=qubes.Foo\n\n");
 }
 
 TEST_F(DaemonTest, SanitizesTheTargetBeforeAskingPolicy) {
