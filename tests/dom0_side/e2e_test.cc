@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <thread>
@@ -122,6 +123,16 @@ TEST_F(EndToEndTest, ManySequentialCallsReuseThePorts) {
   for (int i = 0; i < 300; ++i) {
     auto result = ClientVm("vault", "test.Echo+" + std::to_string(i), "");
     ASSERT_EQ(result.exit_code, 3) << "call " << i << ": " << result.err;
+  }
+  // No descriptor leaks in the daemons (processes_[2] and [3]).
+  for (size_t i : {2u, 3u}) {
+    size_t fds = 0;
+    for (auto& entry : std::filesystem::directory_iterator(
+             "/proc/" + std::to_string(processes_[i].pid()) + "/fd")) {
+      (void)entry;
+      ++fds;
+    }
+    EXPECT_LT(fds, 32u) << "daemon " << i;
   }
 }
 
