@@ -2,11 +2,13 @@
 // remote agent's handler (data vchan client) or the calling VM (data vchan
 // server). Modeled on Qubes' TestClient.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <optional>
 #include <thread>
 
+#include "base/sys.h"
 #include "dom0_fixture.h"
 
 namespace qrexec::dom0test {
@@ -162,6 +164,34 @@ TEST_F(ClientTest, LocalProgramIsConnectedToTheRemoteCommand) {
   EXPECT_EQ(ReadStdin(data.get()), "");
   EXPECT_EQ(client.Wait(), 0);
   EXPECT_EQ(ReadFile(dir_ / "local-out"), "from-remote");
+}
+
+TEST_F(ClientTest, UseStdinSocketCarriesBothDirectionsOnFd0) {
+  UniqueFd daemon = ListenUnix(dir_ / "qrexec.vm1");
+  auto pair = sys::SocketPair();
+  ASSERT_TRUE(pair);
+  SpawnOptions options;
+  options.argv = {BinPath("qrexec-client"),
+                  "--socket-dir=" + dir_.path(),
+                  "--use-stdin-socket",
+                  "-d",
+                  "vm1",
+                  "user:cmd"};
+  options.env = {{"VCHAN_SOCKET_DIR", dir_.path()}, {"VCHAN_DOMAIN", "0"}};
+  options.stdin_fd = pair->second.get();
+  options.stdout_mode = Stdio::kNull;
+  auto client = Process::Spawn(options);
+  ASSERT_TRUE(client);
+  pair->second.reset();
+  ServeExec(daemon.get(), kExecCmdline, "user:cmd");
+  UniqueFd data = JoinData();
+  ASSERT_TRUE(SendRaw(pair->first.get(), "via-socket"));
+  ::shutdown(pair->first.get(), SHUT_WR);
+  EXPECT_EQ(ReadStdin(data.get()), "via-socket");
+  Finish(data.get(), "reply", 0);
+  EXPECT_EQ(RecvExact(pair->first.get(), 5).value_or("?"), "reply");
+  EXPECT_TRUE(WaitForEof(pair->first.get()));
+  EXPECT_EQ(client->Wait(), 0);
 }
 
 TEST_F(ClientTest, TimesOutWhenTheDataChannelIsNotJoined) {
