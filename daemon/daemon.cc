@@ -11,7 +11,7 @@
 namespace qrexec::daemon {
 namespace {
 
-constexpr auto kReconnectSlice = std::chrono::milliseconds(200);
+constexpr auto kReconnectSlice = std::chrono::milliseconds(500);
 constexpr auto kReconnectPause = std::chrono::milliseconds(50);
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
