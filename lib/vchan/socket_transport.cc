@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -15,7 +16,10 @@
 namespace qrexec::vchan {
 namespace {
 
-constexpr auto kConnectRetryInterval = std::chrono::milliseconds(10);
+// The client polls for the server's socket file: start fast (a call's two
+// ends usually arrive within microseconds of each other) and back off.
+constexpr auto kFirstConnectRetry = std::chrono::microseconds(50);
+constexpr auto kMaxConnectRetry = std::chrono::milliseconds(5);
 
 std::string SocketPath(const std::string& dir, int server, int client, int port) {
   return dir + "/vchan." + std::to_string(server) + "." + std::to_string(client) + "." +
@@ -115,13 +119,15 @@ class SocketTransport final : public Transport {
   Result<UniqueFd> Connect(int remote_domain, int port, const sys::Deadline& deadline) override {
     if (remote_domain == own_domain_) return Loopback();
     std::string path = SocketPath(dir_, remote_domain, own_domain_, port);
+    std::chrono::microseconds retry = kFirstConnectRetry;
     for (;;) {
       auto fd = sys::UnixConnect(path);
       if (fd) return fd;
       int err = fd.error().sys_errno;
       if (err != ENOENT && err != ECONNREFUSED) return tl::unexpected(fd.error());
       if (deadline.expired()) return MakeError(ErrorKind::kTimedOut, "no vchan offered at " + path);
-      std::this_thread::sleep_for(kConnectRetryInterval);
+      std::this_thread::sleep_for(retry);
+      retry = std::min<std::chrono::microseconds>(retry * 2, kMaxConnectRetry);
     }
   }
 
