@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -295,6 +296,28 @@ TEST_F(PolicyDaemonTest, EvaluationClientsCannotTakeTheSlotsOfPolicySocketClient
   }
   EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
   EXPECT_NE(daemon_.Log().find("for evaluation services), dropping one"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qrexec::policy_tools::testing
+
+namespace qrexec::policy_tools::testing {
+namespace {
+
+TEST_F(PolicyDaemonTest, RandomBytesOnEverySocketNeverBringItDown) {
+  ASSERT_TRUE(daemon_.Start());
+  std::mt19937 rng(12345);
+  const std::string alphabet = std::string("source=work\nintended_target=personal\n", 36) +
+                               std::string("service_and_arg=test.Allow+\0\xff@.:-", 34) +
+                               "policy.EvalSimple+policy.EvalGUI ";
+  for (int i = 0; i < 150; ++i) {
+    std::string blob(rng() % 300, '\0');
+    for (char& c : blob) c = alphabet[rng() % alphabet.size()];
+    for (const auto& path : {daemon_.policy_socket(), daemon_.eval_socket(), daemon_.gui_socket()})
+      (void)Query(path, blob);
+  }
+  EXPECT_TRUE(daemon_.Running());
+  EXPECT_EQ(Ask("work", "personal", "test.Allow"), std::string(kPersonalAllow));
 }
 
 }  // namespace
