@@ -13,7 +13,10 @@
 namespace qrexec::agent {
 
 struct TriggerServer::Client {
-  enum class State { kReading, kWaiting, kConnected };
+  // kAbandoned: the client left while dom0 was still deciding. Its fd (and
+  // so its "SOCKET<fd>" id) stays reserved until dom0 answers, so that the
+  // answer cannot reach a later client that got the same fd number.
+  enum class State { kReading, kWaiting, kAbandoned, kConnected };
   UniqueFd fd;
   event::FdWatch watch;
   State state = State::kReading;
@@ -98,9 +101,7 @@ void TriggerServer::OnClientReady(int fd, event::Ready) {
   auto n = sys::ReadSome(fd, buffer);
   if (!n && n.error().sys_errno == EAGAIN) return;
   if (!n || *n == 0) {
-    if (client.state == Client::State::kConnected)
-      handlers_.on_terminated({client.params.connect_domain, client.params.connect_port});
-    Close(fd);
+    OnHangup(client);
     return;
   }
   if (client.state != Client::State::kReading) {
@@ -139,17 +140,41 @@ void TriggerServer::OnRequest(Client& client, proto::Message message) {
   client.state = Client::State::kWaiting;
 }
 
+void TriggerServer::OnHangup(Client& client) {
+  switch (client.state) {
+    case Client::State::kWaiting:
+      client.state = Client::State::kAbandoned;
+      (void)client.watch.SetInterest(event::Interest::None());
+      return;
+    case Client::State::kConnected:
+      handlers_.on_terminated({client.params.connect_domain, client.params.connect_port});
+      break;
+    case Client::State::kReading:
+    case Client::State::kAbandoned:
+      break;
+  }
+  Close(client.fd.get());
+}
+
 TriggerServer::Client* TriggerServer::FindWaiting(std::string_view ident) {
   auto fd = ParseSocketIdent(ident);
   if (!fd) return nullptr;
   auto it = clients_.find(*fd);
-  if (it == clients_.end() || it->second->state != Client::State::kWaiting) return nullptr;
+  if (it == clients_.end()) return nullptr;
+  auto state = it->second->state;
+  if (state != Client::State::kWaiting && state != Client::State::kAbandoned) return nullptr;
   return it->second.get();
 }
 
 bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& params) {
   Client* client = FindWaiting(ident);
   if (client == nullptr) return false;
+  if (client->state == Client::State::kAbandoned) {
+    // Nobody will use the channel: release its port at once.
+    handlers_.on_terminated({params.connect_domain, params.connect_port});
+    Close(client->fd.get());
+    return true;
+  }
   auto bytes = proto::EncodeExecParams(params);
   auto written = sys::WriteAll(client->fd.get(), bytes,
                                sys::Deadline::After(std::chrono::seconds(5)));

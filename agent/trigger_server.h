@@ -10,8 +10,11 @@
 // its EOF later produces MSG_CONNECTION_TERMINATED) or MSG_SERVICE_REFUSED
 // (Refuse(): the client is closed, and reads EOF).
 //
-// A client that goes away before dom0 answered is closed at once (as the
-// reference does). Each client holds one ConnectionBudget slot; while the
+// A client that goes away before dom0 answered keeps its descriptor (and so
+// its request id) until dom0 answers; a late MSG_SERVICE_CONNECT is then
+// reported terminated at once. (The reference closes it at once, so a later
+// client that reuses the fd number could receive the answer meant for the
+// first.) Each client holds one ConnectionBudget slot; while the
 // budget is full no new client is accepted.
 //
 // Runs on the agent's event loop. Owns its clients; destroying the server
@@ -69,6 +72,7 @@ class TriggerServer {
   void OnAcceptable();
   void OnClientReady(int fd, event::Ready ready);
   void OnRequest(Client& client, proto::Message message);
+  void OnHangup(Client& client);
   void Close(int fd);
   Client* FindWaiting(std::string_view ident);
 

@@ -81,6 +81,24 @@ TEST_F(AgentControl, ServiceConnectAnswersTheClientAndItsEofTerminatesTheConnect
   ExpectTerminated(agent_->control(), 43, 515);
 }
 
+TEST_F(AgentControl, AnswerForAClientThatLeftNeverReachesANewerClient) {
+  Start();
+  UniqueFd first = Trigger("target", "test.First");
+  std::string first_ident = ExpectRelayedTrigger("target", "test.First");
+  first.reset();
+  UniqueFd second = Trigger("target", "test.Second");
+  std::string second_ident = ExpectRelayedTrigger("target", "test.Second");
+  EXPECT_NE(first_ident, second_ident);
+  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
+                          U32(43) + U32(515) + Fixed(first_ident, 32)));
+  ExpectTerminated(agent_->control(), 43, 515);
+  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
+                          U32(43) + U32(517) + Fixed(second_ident, 32)));
+  auto answer = RecvExact(second.get(), 8);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, U32(43) + U32(517));
+}
+
 TEST_F(AgentControl, ServiceRefusedClosesTheClient) {
   Start();
   UniqueFd client = Trigger("target", "test.Service");
@@ -173,15 +191,16 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(AgentControl, AtMost256ConnectionsAreServedAtOnce) {
   Start();
   std::vector<UniqueFd> clients;
+  std::vector<std::string> idents;
   for (int i = 0; i < 256; ++i) {
     clients.push_back(Trigger("target", "test.Many"));
-    ExpectRelayedTrigger("target", "test.Many");
+    idents.push_back(ExpectRelayedTrigger("target", "test.Many"));
   }
   // The next client is not accepted while all slots are taken...
   UniqueFd extra = Trigger("target", "test.Extra");
   EXPECT_FALSE(sys::WaitReadable(agent_->control(), sys::Deadline::After(milliseconds(300))));
   // ...and is served as soon as one slot is free.
-  clients.front().reset();
+  ASSERT_TRUE(SendMessage(agent_->control(), kServiceRefused, Fixed(idents.front(), 32)));
   ExpectRelayedTrigger("target", "test.Extra");
 }
 
