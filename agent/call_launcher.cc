@@ -68,35 +68,14 @@ void CallLauncher::Dispatch(CallPlan call) {
 bool CallLauncher::TryForkServer(const CallPlan& call) {
   const auto* plan = std::get_if<exec::ServicePlan>(&call.service);
   if (!settings_.use_fork_server || plan == nullptr || !plan->MayUseForkServer()) return false;
-  std::string path = ForkServerSocketPath(settings_.fork_server_socket_format, plan->effective_user);
-  auto socket = sys::UnixConnect(path);
-  if (!socket) {
-    int err = socket.error().sys_errno;
-    if (err != ENOENT && err != ECONNREFUSED)
-      LOG_WARNING("fork server at {}: {}", path, socket.error().ToString());
-    return false;
-  }
-  proto::CmdInfo info{call.type, call.peer.connect_domain, call.peer.connect_port, plan->command.body};
-  if (plan->command.nogui) info.command = "nogui:" + info.command;
-  auto encoded = proto::EncodeCmdInfo(info);
-  if (!encoded ||
-      !sys::WriteAll(socket->get(), *encoded, sys::Deadline::After(std::chrono::seconds(5)))) {
-    LOG_WARNING("cannot hand the call to the fork server; running it ourselves");
-    return false;
-  }
+  auto socket = HandToForkServer(call, *plan);
+  if (!socket) return false;
   auto running = std::make_unique<Running>();
   running->peer = call.peer;
   running->fork_server = std::move(*socket);
   uint64_t id = next_id_++;
   auto watch = loop_.WatchFd(running->fork_server.get(), event::Interest::Read(),
-                             [this, id](event::Ready) {
-                               auto it = running_.find(id);
-                               std::byte byte[64];
-                               auto n = sys::ReadSome(it->second->fork_server.get(), byte);
-                               if (n && *n > 0) return;  // ignore chatter
-                               if (!n && n.error().sys_errno == EAGAIN) return;
-                               Finish(id);
-                             });
+                             [this, id](event::Ready) { OnForkServerReadable(id); });
   if (!watch) {
     LOG_ERROR("cannot watch the fork-server connection: {}", watch.error().ToString());
     ReportTerminated(call.peer);
@@ -106,6 +85,38 @@ bool CallLauncher::TryForkServer(const CallPlan& call) {
   running->fork_server_watch = std::move(*watch);
   running_[id] = std::move(running);
   return true;
+}
+
+std::optional<UniqueFd> CallLauncher::HandToForkServer(const CallPlan& call,
+                                                       const exec::ServicePlan& plan) const {
+  std::string path = ForkServerSocketPath(settings_.fork_server_socket_format, plan.effective_user);
+  auto socket = sys::UnixConnect(path);
+  if (!socket) {
+    int err = socket.error().sys_errno;
+    if (err != ENOENT && err != ECONNREFUSED)
+      LOG_WARNING("fork server at {}: {}", path, socket.error().ToString());
+    return std::nullopt;
+  }
+  proto::CmdInfo info{call.type, call.peer.connect_domain, call.peer.connect_port, plan.command.body};
+  auto encoded = proto::EncodeCmdInfo(info);
+  if (!encoded ||
+      !sys::WriteAll(socket->get(), *encoded, sys::Deadline::After(std::chrono::seconds(5)))) {
+    LOG_WARNING("cannot hand the call to the fork server; running it ourselves");
+    return std::nullopt;
+  }
+  return std::move(*socket);
+}
+
+// The fork server never writes; readable means EOF (the call ended) or an
+// error.
+void CallLauncher::OnForkServerReadable(uint64_t id) {
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  std::byte buffer[64];
+  auto n = sys::ReadSome(it->second->fork_server.get(), buffer);
+  if (n && *n > 0) return;
+  if (!n && n.error().sys_errno == EAGAIN) return;
+  Finish(id);
 }
 
 void CallLauncher::ForkHandler(const CallPlan& call) {

@@ -63,6 +63,10 @@ class CallLauncher {
   CallPlan Plan(const proto::ExecRequest& request) const;
   void Dispatch(CallPlan call);
   bool TryForkServer(const CallPlan& call);
+  // Connects to the user's fork server and writes the request.
+  std::optional<UniqueFd> HandToForkServer(const CallPlan& call,
+                                           const exec::ServicePlan& plan) const;
+  void OnForkServerReadable(uint64_t id);
   void ForkHandler(const CallPlan& call);
   void StartWaiting(CallPlan call);
   void OnSessionReady();
