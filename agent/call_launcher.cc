@@ -157,8 +157,9 @@ void CallLauncher::ReportTerminated(const proto::ExecParams& peer) {
 
 void CallLauncher::StartWaiting(CallPlan call) {
   if (waiting_.size() >= static_cast<size_t>(limits::kMaxWaitingForSession)) {
-    LOG_ERROR("too many requests waiting for the session; dropping one");
-    ReportTerminated(call.peer);
+    LOG_ERROR("too many requests waiting for the session; failing one");
+    call.service = exec::kExitProblem;
+    Dispatch(std::move(call));
     return;
   }
   const auto& plan = std::get<exec::ServicePlan>(call.service);
@@ -174,6 +175,10 @@ void CallLauncher::StartWaiting(CallPlan call) {
     return;
   }
   session_waiter_ = std::make_unique<exec::ChildProcess>(std::move(*child));
+  if (session_waiter_->pidfd() < 0) {  // no pidfd_open: wait here
+    OnSessionReady();
+    return;
+  }
   auto watch = loop_.WatchFd(session_waiter_->pidfd(), event::Interest::Read(),
                              [this](event::Ready) { OnSessionReady(); });
   if (!watch) {

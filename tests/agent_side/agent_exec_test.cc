@@ -130,6 +130,36 @@ TEST_F(AgentExec, WaitForSessionRunsTheWaiterFirst) {
   EXPECT_EQ(output.exit_code, 0);
 }
 
+TEST_F(AgentExec, CallsQueuedForTheSessionShareOneWaiter) {
+  Service("qubes.WaitForSession",
+          "echo once >> \"$0.count\"\n"
+          "while [ ! -e \"$0.go\" ]; do sleep 0.02; done\n");
+  Service("test.Gui", "echo gui\n");
+  Config("test.Gui", "wait-for-session = true\n");
+  std::vector<UniqueFd> listeners;
+  for (int port : {513, 514}) {
+    auto listener = VchanListen(dir_.path(), 0, kVmDomain, port);
+    ASSERT_TRUE(listener);
+    listeners.push_back(std::move(*listener));
+    ASSERT_TRUE(SendMessage(agent_->control(), kExecCmdline,
+                            ExecParamsBody(0, static_cast<uint32_t>(port), RpcCommand("test.Gui+"))));
+  }
+  for (int i = 0; i < 500 && !PathExists(dir_ / "rpc/qubes.WaitForSession.count"); ++i)
+    std::this_thread::sleep_for(milliseconds(10));
+  WriteFile(dir_ / "rpc/qubes.WaitForSession.go", "");
+  for (int i = 0; i < 2; ++i) {
+    int port = 513 + i;
+    auto vchan = VchanAccept(listeners[i].get(), dir_.path(), 0, kVmDomain, port);
+    ASSERT_TRUE(vchan);
+    ASSERT_TRUE(Handshake(vchan->get(), 4));
+    EXPECT_TRUE(SendStdin(vchan->get(), ""));
+    auto output = CollectServiceOutput(vchan->get());
+    EXPECT_EQ(output.out, "gui\n");
+    EXPECT_EQ(output.exit_code, 0);
+  }
+  EXPECT_EQ(ReadFile(dir_ / "rpc/qubes.WaitForSession.count"), "once\n");
+}
+
 TEST_F(AgentExec, NoguiCommandsDoNotWaitForSession) {
   Service("qubes.WaitForSession", "touch \"$0.ran\"\n");
   Service("test.Gui", "test -e \"$(dirname \"$0\")/qubes.WaitForSession.ran\"; echo $?\n");
