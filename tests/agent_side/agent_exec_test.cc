@@ -3,6 +3,8 @@
 // on Qubes' TestAgentExecQubesRpc.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -174,6 +176,28 @@ TEST_F(AgentExec, ForceUserThatCannotBeUsedFailsWith125) {
   auto output = RunCall(*agent_, dir_, RpcCommand("test.Root+"));
   EXPECT_EQ(output.exit_code, 125);
   EXPECT_EQ(output.out, "");
+}
+
+TEST_F(AgentExec, AsRootTheServiceRunsAsTheUserDom0Names) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: switches to user nobody";
+  if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody";
+  Service("test.Who", "id -un\n");
+  ::chmod(dir_.path().c_str(), 0755);
+  ::chmod((dir_ / "rpc").c_str(), 0755);
+  auto output = RunCall(*agent_, dir_, "nobody:QUBESRPC test.Who+ src");
+  EXPECT_EQ(output.out, "nobody\n");
+  EXPECT_EQ(output.exit_code, 0);
+}
+
+TEST_F(AgentExec, ForceUserOverridesTheUserDom0Names) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: switches to user nobody";
+  if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody";
+  Service("test.Who", "id -un\n");
+  Config("test.Who", "force-user = 'nobody'\n");
+  ::chmod(dir_.path().c_str(), 0755);
+  ::chmod((dir_ / "rpc").c_str(), 0755);
+  auto output = RunCall(*agent_, dir_, RpcCommand("test.Who+"));
+  EXPECT_EQ(output.out, "nobody\n");
 }
 
 TEST_F(AgentExec, BrokenRpcConfigFailsWith125) {
