@@ -83,6 +83,7 @@ int RunForkServer(const ForkServerOptions& options) {
       return 1;
     }
     if (pid > 0) return 0;
+    ::setsid();  // leave the starting terminal's process group
   }
   // Handlers are reaped by the kernel; each handler restores SIGCHLD before
   // it starts its service.
