@@ -191,8 +191,8 @@ Result<std::pair<std::string, std::string>> Host::CreateDisposable(const std::st
   if (base == nullptr || !base->template_for_dispvms)
     return MakeError(ErrorKind::kRefused, "no disposable template for " + ref);
   std::string name;
-  for (uint32_t n = 1;; ++n) {
-    name = "disp" + std::to_string(n);
+  for (;;) {
+    name = "disp" + std::to_string(next_disposable_number_++);
     if (Find(name) == nullptr && !fs::exists(paths_.disp_dir + "/" + name)) break;
   }
   auto domain = std::make_unique<Domain>();

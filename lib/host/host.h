@@ -142,6 +142,9 @@ class Host {
   int helper_restarts_ = 0;
   std::vector<admin::PollLoop::Id> helper_timers_;
   uint32_t next_dynamic_id_ = 0;
+  // dispN numbers are never reused while the host runs, as in Qubes: each
+  // disposable is a new domain, also by name.
+  uint32_t next_disposable_number_ = 1;
   bool shut_down_ = false;
 };
 

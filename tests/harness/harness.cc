@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -145,7 +146,9 @@ Result<Process> Process::Spawn(const SpawnOptions& options) {
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError("fork");
   if (pid == 0) {
-    // Child: only async-signal-safe calls from here on.
+    // Child: only async-signal-safe calls from here on. If the test dies
+    // (a ctest time-out kills it), take the spawned binary with it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fds[3] = {::dup(fd0), ::dup(fd1), ::dup(fd2)};
     ::dup2(fds[0], 0);
     ::dup2(fds[1], 1);
