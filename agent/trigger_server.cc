@@ -47,6 +47,7 @@ TriggerServer::TriggerServer(event::Loop& loop, ConnectionBudget& budget, Handle
 TriggerServer::~TriggerServer() {
   // Client watches go before their fds (member order inside Client does it).
   clients_.clear();
+  if (listener_.valid()) ::unlink(path_.c_str());
 }
 
 Status TriggerServer::Listen(const std::string& path) {

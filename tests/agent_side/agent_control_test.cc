@@ -240,6 +240,7 @@ TEST_F(AgentControl, SigtermStopsTheAgentWithStatusZero) {
   Start();
   agent_->process().Kill(SIGTERM);
   ExpectExit(0);
+  EXPECT_FALSE(PathExists(agent_->agent_socket()));
 }
 
 TEST_F(AgentControl, UsageErrorsExitTwo) {
