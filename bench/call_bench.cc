@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -239,6 +240,48 @@ void BenchMesh(Report& report, const Options& options) {
   report.Add("concurrency.mesh.max_ms", ms.empty() ? 0 : Percentile(ms, 100), "ms");
 }
 
+// Per-stage timing from the caller's daemon debug log ("call-timing ident=ID
+// stage=NAME us=N", microseconds since the trigger arrived): policy = trigger
+// -> policy answer, connect = answer -> SERVICE_CONNECT sent to the agent;
+// the rest of a call (agent relay, vchan, spawn, data, exit code) is the
+// client-measured total minus those.
+void BenchStages(Report& report, const Options& options) {
+  fmt::print("\nPer-stage timing ({} calls, from the daemon's debug log)\n", options.calls / 4);
+  MiniQubes qubes({{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}}, "bench.True * work vault allow\n");
+  (void)::symlink("/bin/true", (qubes.ServiceDir("vault") + "/bench.True").c_str());
+  qubes.SetDaemonEnv("QREXEC_DEBUG", "1");
+  if (!qubes.Start()) {
+    fmt::print("  cannot start: {}\n", qubes.error());
+    return;
+  }
+  int failures = 0;
+  auto totals = TimeSequential(ToCommand(qubes.ClientVm("work", {"vault", "bench.True"})), options.calls / 4,
+                               &failures);
+  std::vector<double> policy, connect;
+  std::istringstream log(harness::ReadFile(qubes.root() + "/logs/daemon.work.log"));
+  std::string line;
+  double answered = -1;
+  while (std::getline(log, line)) {
+    auto stage_at = line.find("stage=");
+    auto us_at = line.find(" us=");
+    if (line.find("call-timing") == std::string::npos || stage_at == std::string::npos || us_at == std::string::npos)
+      continue;
+    std::string stage = line.substr(stage_at + 6, us_at - stage_at - 6);
+    double ms = std::stod(line.substr(us_at + 4)) / 1000;
+    if (stage == "policy_answered") {
+      answered = ms;
+      policy.push_back(ms);
+    } else if (stage == "service_connect_sent" && answered >= 0) {
+      connect.push_back(ms - answered);
+      answered = -1;
+    }
+  }
+  report.Add("stages.policy.p50", Percentile(policy, 50), "ms");
+  report.Add("stages.connect.p50", Percentile(connect, 50), "ms");
+  report.Add("stages.total.p50", Percentile(totals, 50), "ms");
+  report.Add("stages.rest.p50", Percentile(totals, 50) - Percentile(policy, 50) - Percentile(connect, 50), "ms");
+}
+
 Options ParseOptions(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -272,6 +315,7 @@ int Main(int argc, char** argv) {
     BenchLatency(report, qubes, options);
     BenchThroughput(report, qubes, options);
   }
+  BenchStages(report, options);
   BenchConcurrency(report, options);
   BenchMesh(report, options);
   report.Finish(options.json);
