@@ -60,6 +60,13 @@ TEST_F(AgentControl, AgentSendsHelloFirstAndAcceptsTheDaemonsHello) {
   EXPECT_TRUE(agent_->process().Running());
 }
 
+TEST_F(AgentControl, AnR42DaemonWithProtocolThreeIsAccepted) {
+  agent_.emplace(dir_);
+  agent_->ConnectDom0(3);
+  UniqueFd client = Trigger("target", "test.Old");
+  ExpectRelayedTrigger("target", "test.Old");
+}
+
 TEST_F(AgentControl, TriggerIsRelayedWithSocketRequestId) {
   Start();
   UniqueFd client = Trigger("$dispvm", "test.Service+arg", "src-qube");

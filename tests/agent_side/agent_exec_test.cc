@@ -367,6 +367,19 @@ TEST_F(AgentExec, LargeStreamsAreByteExactInBothDirections) {
   for (size_t i = 0; i < output.types.size(); ++i) EXPECT_LE(output.lengths[i], 65536u);
 }
 
+TEST_F(AgentExec, ProtocolTwoCallerGetsChunksOfAtMost4KiB) {
+  Service("test.Cat", "exec cat\n");
+  std::string input(100000, 'x');
+  UniqueFd vchan = StartCall(*agent_, dir_, RpcCommand("test.Cat+"), kExecCmdline, 513, 2);
+  for (size_t offset = 0; offset < input.size(); offset += 4096) {
+    ASSERT_TRUE(SendMessage(vchan.get(), kDataStdin, input.substr(offset, 4096)));
+  }
+  ASSERT_TRUE(SendMessage(vchan.get(), kDataStdin, ""));
+  auto output = CollectServiceOutput(vchan.get());
+  EXPECT_EQ(output.out, input);
+  for (size_t length : output.lengths) EXPECT_LE(length, 4096u);
+}
+
 TEST_F(AgentExec, ParallelCallsEachGetTheirOwnPort) {
   Service("test.Echo", "cat\n");
   std::vector<UniqueFd> calls;

@@ -52,7 +52,7 @@ AgentUnderTest::AgentUnderTest(const TempDir& dir, int domain,
   process_.emplace(std::move(*process));
 }
 
-void AgentUnderTest::ConnectDom0() {
+void AgentUnderTest::ConnectDom0(uint32_t dom0_version) {
   auto control = VchanConnect(dir_.path(), domain_, 0, 512);
   ASSERT_TRUE(control) << control.error().ToString();
   control_ = std::move(*control);
@@ -60,7 +60,7 @@ void AgentUnderTest::ConnectDom0() {
   ASSERT_TRUE(hello) << hello.error().ToString();
   ASSERT_EQ(hello->type, kHello);
   ASSERT_EQ(hello->body, HelloBody(4));
-  ASSERT_TRUE(SendMessage(control_.get(), kHello, HelloBody(4)));
+  ASSERT_TRUE(SendMessage(control_.get(), kHello, HelloBody(dom0_version)));
 }
 
 ServiceOutput CollectServiceOutput(int vchan, milliseconds timeout) {
@@ -83,7 +83,7 @@ ServiceOutput CollectServiceOutput(int vchan, milliseconds timeout) {
 }
 
 UniqueFd StartCall(AgentUnderTest& agent, const TempDir& dir, const std::string& command,
-                   uint32_t type, int port) {
+                   uint32_t type, int port, uint32_t version) {
   auto listener = VchanListen(dir.path(), 0, agent.domain(), port);
   EXPECT_TRUE(listener) << listener.error().ToString();
   if (!listener) return UniqueFd();
@@ -92,10 +92,10 @@ UniqueFd StartCall(AgentUnderTest& agent, const TempDir& dir, const std::string&
   auto vchan = VchanAccept(listener->get(), dir.path(), 0, agent.domain(), port);
   EXPECT_TRUE(vchan) << vchan.error().ToString();
   if (!vchan) return UniqueFd();
-  auto version = Handshake(vchan->get(), 4);
-  EXPECT_TRUE(version) << version.error().ToString();
-  if (version) {
-    EXPECT_EQ(*version, 4u);
+  auto peer_version = Handshake(vchan->get(), version);
+  EXPECT_TRUE(peer_version) << peer_version.error().ToString();
+  if (peer_version) {
+    EXPECT_EQ(*peer_version, 4u);  // the agent always announces its own
   }
   return std::move(*vchan);
 }

@@ -50,7 +50,7 @@ class AgentUnderTest {
                           std::vector<std::string> args = {"--no-fork-server"});
   // Connects as dom0 to the control vchan and exchanges hellos (asserting
   // the agent's HELLO{4} came first).
-  void ConnectDom0();
+  void ConnectDom0(uint32_t dom0_version = 4);
   int control() const { return control_.get(); }
   void CloseControl() { control_.reset(); }
   Process& process() { return *process_; }
@@ -80,7 +80,7 @@ ServiceOutput CollectServiceOutput(int vchan, milliseconds timeout = kDefaultTim
 // `type` with `command` on the control channel, accepts the agent handler's
 // connection and exchanges hellos. Returns the data vchan.
 UniqueFd StartCall(AgentUnderTest& agent, const TempDir& dir, const std::string& command,
-                   uint32_t type = kExecCmdline, int port = 513);
+                   uint32_t type = kExecCmdline, int port = 513, uint32_t version = 4);
 // Sends `input` as STDIN (and the EOF when `eof`); false when the service
 // side already closed the vchan.
 bool SendStdin(int vchan, const std::string& input, bool eof = true);
