@@ -108,3 +108,18 @@ TEST(EscapeFilter, KeepsPrintableAndLayoutBytes) {
 
 }  // namespace
 }  // namespace qrexec
+
+namespace qrexec {
+namespace {
+
+TEST(Sys, ReadExactHonoursItsDeadlineOnABlockingFd) {
+  auto pair = sys::SocketPair(/*nonblocking=*/false);
+  ASSERT_TRUE(pair);
+  std::byte buf[1];
+  auto status = sys::ReadExact(pair->first.get(), buf, sys::Deadline::After(std::chrono::milliseconds(20)));
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().kind, ErrorKind::kTimedOut);
+}
+
+}  // namespace
+}  // namespace qrexec

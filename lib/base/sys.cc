@@ -135,6 +135,9 @@ Result<size_t> WriteSome(int fd, std::span<const std::byte> buf) {
 Status ReadExact(int fd, std::span<std::byte> buf, const Deadline& deadline) {
   size_t done = 0;
   while (done < buf.size()) {
+    // On a blocking fd a read would ignore the deadline: wait first.
+    if (!deadline.is_never())
+      if (auto w = WaitReadable(fd, deadline); !w) return w;
     auto n = ReadSome(fd, buf.subspan(done));
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return tl::unexpected(n.error());
@@ -150,6 +153,8 @@ Status ReadExact(int fd, std::span<std::byte> buf, const Deadline& deadline) {
 Status WriteAll(int fd, std::span<const std::byte> buf, const Deadline& deadline) {
   size_t done = 0;
   while (done < buf.size()) {
+    if (!deadline.is_never())
+      if (auto w = WaitWritable(fd, deadline); !w) return w;
     auto n = WriteSome(fd, buf.subspan(done));
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return tl::unexpected(n.error());
@@ -169,6 +174,8 @@ Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline) {
   std::string out;
   std::byte chunk[4096];
   for (;;) {
+    if (!deadline.is_never())
+      if (auto w = WaitReadable(fd, deadline); !w) return tl::unexpected(w.error());
     auto n = ReadSome(fd, chunk);
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return tl::unexpected(n.error());

@@ -35,6 +35,7 @@ class Deadline {
     return seconds <= 0 ? Never() : After(std::chrono::seconds(seconds));
   }
   bool expired() const { return at_ && Clock::now() >= *at_; }
+  bool is_never() const { return !at_; }
   // Milliseconds left, clamped to [0, INT_MAX]; -1 when there is no deadline
   // (the convention of poll()).
   int PollTimeoutMs() const;
