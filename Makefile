@@ -36,12 +36,12 @@ build-asan: deps
 test: test-default test-asan
 
 test-default: build
-	cd build && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	cd build && ctest --output-on-failure --timeout 900 -j $(JOBS) $(CTEST_ARGS)
 
 test-asan: build-asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	  ctest --output-on-failure --timeout 900 -j $(JOBS) $(CTEST_ARGS)
 
 # The main job: a small Qubes on this machine (see README).
 demo: build
