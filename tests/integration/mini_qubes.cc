@@ -31,10 +31,12 @@ std::string MakeUuid(int domid) {
   return buf;
 }
 
-bool WaitForPath(const std::string& path, std::chrono::milliseconds timeout) {
+// The path accepts connections (a stale socket file of a killed process
+// does not count).
+bool WaitForConnect(const std::string& path, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (PathExists(path)) return true;
+    if (sys::UnixConnect(path)) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
@@ -106,6 +108,16 @@ bool MiniQubes::Start() {
     }
   });
 
+  if (!StartPolicyDaemon()) return false;
+  std::lock_guard lock(mutex_);
+  for (auto& [name, domain] : domains_) {
+    if (domain.spec.domid == 0 || !domain.spec.running) continue;
+    if (!StartDomain(domain)) return false;
+  }
+  return true;
+}
+
+bool MiniQubes::StartPolicyDaemon() {
   UniqueFd log = OpenLog(dir_ / "logs/policy-daemon.log");
   auto policy = Process::Spawn({
       .argv = {BinPath("qrexec-policy-daemon"), "--policy-path", dir_ / "policy", "--socket-path",
@@ -121,19 +133,20 @@ bool MiniQubes::Start() {
     return false;
   }
   policy_daemon_ = std::make_unique<Process>(std::move(*policy));
-  if (!WaitForPath(dir_ / "run/policy.sock", std::chrono::seconds(10))) {
+  if (!WaitForConnect(dir_ / "run/policy.sock", std::chrono::seconds(10))) {
     error_ = "qrexec-policy-daemon did not create its socket\n" + Logs();
     return false;
-  }
-  std::lock_guard lock(mutex_);
-  for (auto& [name, domain] : domains_) {
-    if (domain.spec.domid == 0 || !domain.spec.running) continue;
-    if (!StartDomain(domain)) return false;
   }
   return true;
 }
 
 bool MiniQubes::StartDomain(Domain& domain) {
+  if (!StartAgent(domain) || !StartDaemon(domain)) return false;
+  domain.spec.running = true;
+  return true;
+}
+
+bool MiniQubes::StartAgent(Domain& domain) {
   const auto& name = domain.spec.name;
   int domid = domain.spec.domid;
   auto agent_env = BaseEnv(domid);
@@ -151,15 +164,21 @@ bool MiniQubes::StartDomain(Domain& domain) {
     return false;
   }
   domain.agent = std::make_unique<Process>(std::move(*agent));
+  return true;
+}
 
+bool MiniQubes::StartDaemon(Domain& domain) {
+  const auto& name = domain.spec.name;
+  int domid = domain.spec.domid;
   auto daemon_env = BaseEnv(0);
   daemon_env["QREXEC_SERVICE_PATH"] = ServiceDir("dom0");
   daemon_env["QUBES_RPC_CONFIG_PATH"] = ConfigDir("dom0");
   for (const auto& [key, value] : daemon_env_) daemon_env[key] = value;
   UniqueFd daemon_log = OpenLog(dir_ / ("logs/daemon." + name + ".log"));
+  std::string policy_program = policy_program_.empty() ? BinPath("qrexec-policy-exec") : policy_program_;
   auto daemon = Process::Spawn(
       {.argv = {BinPath("qrexec-daemon"), "-D", "-q", "--socket-dir=" + (dir_ / "run"),
-                "--uuid=" + domain.uuid, "--policy-program=" + BinPath("qrexec-policy-exec"),
+                "--uuid=" + domain.uuid, "--policy-program=" + policy_program,
                 "--policy-socket=" + (dir_ / "run/policy.sock"), std::to_string(domid), name,
                 CurrentUser()},
        .env = daemon_env,
@@ -171,11 +190,10 @@ bool MiniQubes::StartDomain(Domain& domain) {
     return false;
   }
   domain.daemon = std::make_unique<Process>(std::move(*daemon));
-  if (!WaitForPath(dir_ / ("run/qrexec." + name), std::chrono::seconds(10))) {
+  if (!WaitForConnect(dir_ / ("run/qrexec." + name), std::chrono::seconds(10))) {
     error_ = "qrexec-daemon for " + name + " did not come up\n" + Logs();
     return false;
   }
-  domain.spec.running = true;
   return true;
 }
 
@@ -241,6 +259,75 @@ std::vector<pid_t> MiniQubes::Dom0Pids() {
   for (const auto& [name, domain] : domains_)
     if (domain.daemon) pids.push_back(domain.daemon->pid());
   return pids;
+}
+
+pid_t MiniQubes::AgentPid(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = domains_.find(name);
+  return it != domains_.end() && it->second.agent ? it->second.agent->pid() : -1;
+}
+
+pid_t MiniQubes::DaemonPid(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = domains_.find(name);
+  return it != domains_.end() && it->second.daemon ? it->second.daemon->pid() : -1;
+}
+
+pid_t MiniQubes::PolicyDaemonPid() {
+  std::lock_guard lock(mutex_);
+  return policy_daemon_ ? policy_daemon_->pid() : -1;
+}
+
+namespace {
+std::optional<int> KillAndReap(std::unique_ptr<Process>& process, int signo) {
+  if (!process) return std::nullopt;
+  process->Kill(signo);
+  auto status = process->Wait(std::chrono::seconds(5));
+  if (!status) {
+    process->Kill(SIGKILL);
+    status = process->Wait(std::chrono::seconds(5));
+  }
+  process.reset();
+  return status;
+}
+}  // namespace
+
+std::optional<int> MiniQubes::KillAgent(const std::string& name, int signo) {
+  std::lock_guard lock(mutex_);
+  return KillAndReap(domains_.at(name).agent, signo);
+}
+
+std::optional<int> MiniQubes::KillDaemon(const std::string& name, int signo) {
+  std::lock_guard lock(mutex_);
+  return KillAndReap(domains_.at(name).daemon, signo);
+}
+
+std::optional<int> MiniQubes::KillPolicyDaemon(int signo) {
+  std::lock_guard lock(mutex_);
+  return KillAndReap(policy_daemon_, signo);
+}
+
+bool MiniQubes::RestartAgent(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  Domain& domain = domains_.at(name);
+  if (domain.agent) return false;
+  return StartAgent(domain);
+}
+
+bool MiniQubes::RestartDaemon(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  Domain& domain = domains_.at(name);
+  if (domain.daemon) return false;
+  return StartDaemon(domain);
+}
+
+bool MiniQubes::RestartPolicyDaemon() {
+  {
+    std::lock_guard lock(mutex_);
+    if (policy_daemon_) return false;
+  }
+  // Not under the lock: the policy daemon asks the fake qubesd at start.
+  return StartPolicyDaemon();
 }
 
 std::string MiniQubes::SystemInfoJson() {

@@ -16,9 +16,12 @@
 //   <name>/rpc, <name>/rpc-config, <name>/agent.sock   per domain
 #pragma once
 
+#include <signal.h>
+
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,6 +72,34 @@ class MiniQubes {
   // Extra environment for every daemon (e.g. QREXEC_DEBUG=1); set before Start().
   void SetDaemonEnv(std::string name, std::string value) { daemon_env_[std::move(name)] = std::move(value); }
 
+  // --- fault injection (tests/faults) ---
+  // Start and Restart* must run on a thread that outlives the processes:
+  // the harness gives children PR_SET_PDEATHSIG, which follows the thread.
+  // Pids of the running processes (-1 if none).
+  pid_t AgentPid(const std::string& name);
+  pid_t DaemonPid(const std::string& name);
+  pid_t PolicyDaemonPid();
+  // Sends `signo` to the process and reaps it (SIGKILL after 5 s); returns
+  // its exit status as Process::Wait does. The domain stays "running" for
+  // the fake qubesd.
+  std::optional<int> KillAgent(const std::string& name, int signo = SIGKILL);
+  std::optional<int> KillDaemon(const std::string& name, int signo = SIGKILL);
+  std::optional<int> KillPolicyDaemon(int signo = SIGKILL);
+  // Starts a new agent for the domain (its daemon reconnects by itself).
+  bool RestartAgent(const std::string& name);
+  // Starts a new daemon for the domain and waits until its socket accepts
+  // connections (the agent must be running).
+  bool RestartDaemon(const std::string& name);
+  // Starts a new policy daemon and waits until policy.sock accepts.
+  bool RestartPolicyDaemon();
+  // The daemons' --policy-program (default: qrexec-policy-exec from the
+  // build); takes effect for daemons started afterwards.
+  void SetPolicyProgram(std::string path) { policy_program_ = std::move(path); }
+  // Path of a domain's daemon socket (qrexec.<name>) and agent trigger socket.
+  std::string DaemonSocket(const std::string& name) const { return dir_ / ("run/qrexec." + name); }
+  std::string AgentSocket(const std::string& name) const { return dir_ / (name + "/agent.sock"); }
+  std::string VchanDir() const { return dir_ / "vchan"; }
+
  private:
   struct Domain {
     DomainSpec spec;
@@ -78,6 +109,9 @@ class MiniQubes {
   };
 
   bool StartDomain(Domain& domain);
+  bool StartAgent(Domain& domain);
+  bool StartDaemon(Domain& domain);
+  bool StartPolicyDaemon();
   void StopDomain(Domain& domain);
   std::string SystemInfoJson();
   void ServeQubesd();
@@ -88,6 +122,7 @@ class MiniQubes {
   std::string policy_;
   std::string error_;
   std::map<std::string, std::string> daemon_env_;
+  std::string policy_program_;
   std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
   std::map<std::string, Domain> domains_;
   std::vector<std::string> disposables_;
