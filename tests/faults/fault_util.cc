@@ -19,6 +19,7 @@ demo.Echo     *  @anyvm  @anyvm  allow
 demo.Hold     *  @anyvm  @anyvm  allow
 demo.Produce  *  @anyvm  @anyvm  allow
 demo.HalfIn   *  @anyvm  @anyvm  allow
+demo.SlowSink *  @anyvm  @anyvm  allow
 demo.HalfOut  *  @anyvm  @anyvm  allow
 demo.Denied   *  @anyvm  @anyvm  deny
 )";
@@ -182,6 +183,9 @@ void FaultTest::SetUp() {
                                                  "echo \"got $line\"\nexit 3\n");
     harness::WriteScript(dir + "/demo.Produce",
                          "echo $$ > " + pids + ".produce\nexec head -c \"$1\" /dev/zero\n");
+    // Does not read for 2 s, then reads everything and reports the count.
+    harness::WriteScript(dir + "/demo.SlowSink",
+                         "echo $$ > " + pids + ".slowsink\nsleep 2\nwc -c\n");
     // Reads its whole stdin (hash to a file), then keeps writing for a while.
     harness::WriteScript(dir + "/demo.HalfIn", "sha256sum > " + pids + ".halfin\n"
                                                    "i=0; while [ $i -lt 20 ]; do head -c 100000 " +

@@ -73,6 +73,43 @@ TEST_F(Streams, ASlowReaderKeepsTheMemoryOfBothEndsBounded) {
   ExpectIdleAndNoZombies("after the slow reader");
 }
 
+// The other direction: the caller writes 256 MiB into a service that does
+// not read for 2 s. The caller's writes block; nobody buffers the backlog.
+TEST_F(Streams, ASlowServiceKeepsTheMemoryOfBothEndsBounded) {
+  constexpr size_t kChunk = 1 << 20, kChunks = 256;
+  auto process = Process::Spawn(qubes_->ClientVm("work", {"vault", "demo.SlowSink"}));
+  ASSERT_TRUE(process);
+  pid_t service = ReadPidFile(qubes_->root() + "/pids/vault.slowsink", milliseconds(10000));
+  ASSERT_GT(service, 0);
+  pid_t handler = ParentPid(service);
+  std::vector<pid_t> watched = {process->pid(), handler, qubes_->AgentPid("work"), qubes_->AgentPid("vault")};
+  for (pid_t pid : qubes_->Dom0Pids()) watched.push_back(pid);
+  std::map<pid_t, long> start, peak;
+  for (pid_t pid : watched) start[pid] = peak[pid] = RssKiB(pid);
+  std::atomic<bool> writing{true};
+  std::thread sampler([&] {
+    while (writing) {
+      for (pid_t pid : watched) peak[pid] = std::max(peak[pid], RssKiB(pid));
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  });
+  std::string chunk(kChunk, 'z');
+  bool written = true;
+  for (size_t i = 0; i < kChunks && written; ++i) written = !!process->WriteStdin(chunk);
+  process->CloseStdin();
+  std::string out = ReadAll(process->stdout_fd(), milliseconds(60000));
+  writing = false;
+  sampler.join();
+  EXPECT_TRUE(written);
+  EXPECT_EQ(out, std::to_string(kChunk * kChunks) + "\n");
+  EXPECT_EQ(process->Wait(milliseconds(10000)).value_or(-1), 0);
+  for (pid_t pid : watched) {
+    std::printf("pid %d rss start %ld KiB peak %ld KiB\n", pid, start[pid], peak[pid]);
+    EXPECT_LT(peak[pid] - start[pid], kMaxGrowthKiB) << "pid " << pid << " grew";
+  }
+  ExpectIdleAndNoZombies("after the slow service");
+}
+
 // The caller closes its stdin at once; the service then keeps writing for a
 // while (20 x 100000 bytes over ~0.4 s). Both directions arrive intact.
 TEST_F(Streams, TheCallerClosingStdinEarlyLetsTheServiceFinishWriting) {
