@@ -349,6 +349,17 @@ TEST_F(AgentExec, JustExecStartsTheProcessAndReportsZeroAtOnce) {
   ExpectTerminated(agent_->control(), 0, 513);
 }
 
+TEST_F(AgentExec, JustExecOfASocketServiceConnectsItAndReportsZero) {
+  std::filesystem::create_directories(dir_ / "rpc");
+  SocketService service(dir_ / "rpc/test.Sock");
+  std::string descriptor = std::string("test.Sock+ work") + '\0';
+  service.Serve(descriptor.size(), "");
+  UniqueFd vchan = StartCall(*agent_, dir_, RpcCommand("test.Sock+", "work"), kJustExec);
+  EXPECT_EQ(CollectServiceOutput(vchan.get()).exit_code, 0);
+  EXPECT_EQ(service.header(), descriptor);
+  EXPECT_EQ(service.data(), "");
+}
+
 TEST_F(AgentExec, JustExecOfMissingServiceReports127) {
   UniqueFd vchan = StartCall(*agent_, dir_, RpcCommand("test.Missing+"), kJustExec);
   EXPECT_EQ(CollectServiceOutput(vchan.get()).exit_code, 127);
