@@ -26,18 +26,20 @@ Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions&
                 .on_message = [this](proto::DaemonControlMessage m) { OnMessage(std::move(m)); },
                 .on_disconnected = [this] { triggers_.RefuseAllWaiting(); },
                 .on_fatal = [this](const Error& e) { OnFatal(e); }}),
-      triggers_(loop, budget_,
-                {.forward =
-                     [this](std::span<const std::byte> frame) {
-                       if (!control_.connected()) return false;
-                       control_.Send(frame);
-                       return true;
-                     },
-                 .on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}),
-      launcher_(loop, budget_,
-                {.use_fork_server = options.use_fork_server,
-                 .fork_server_socket_format = options.fork_server_socket_format},
-                {.on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}) {
+      triggers_(
+          loop, budget_,
+          {.forward =
+               [this](std::span<const std::byte> frame) {
+                 if (!control_.connected()) return false;
+                 control_.Send(frame);
+                 return true;
+               },
+           .on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}),
+      launcher_(
+          loop, budget_,
+          {.use_fork_server = options.use_fork_server,
+           .fork_server_socket_format = options.fork_server_socket_format},
+          {.on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}) {
   budget_.SetOnRelease([this] { triggers_.ResumeAccepting(); });
 }
 

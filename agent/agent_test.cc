@@ -60,8 +60,21 @@ TEST(AgentOptions, HelpUnknownOptionsAndArgumentsExitTwo) {
 }
 
 TEST(ClientVmOptions, ParsesEveryOption) {
-  Args args{"qrexec-client-vm", "--buffer-size=1024", "-t", "-T", "-a", "/tmp/s", "-p", "pre",
-            "-s", "src", "target", "svc+arg", "/bin/prog", "-x", "y"};
+  Args args{"qrexec-client-vm",
+            "--buffer-size=1024",
+            "-t",
+            "-T",
+            "-a",
+            "/tmp/s",
+            "-p",
+            "pre",
+            "-s",
+            "src",
+            "target",
+            "svc+arg",
+            "/bin/prog",
+            "-x",
+            "y"};
   auto parsed = ParseClientVmArgs(args.argc(), args.argv());
   auto& o = std::get<ClientVmOptions>(parsed);
   EXPECT_EQ(o.buffer_size, 1024u);

@@ -144,9 +144,10 @@ int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx) {
     LOG_ERROR("no vchan transport: {}", transport.error().ToString());
     return 1;
   }
-  auto vchan = (*transport)->Connect(static_cast<int>(call.peer.connect_domain),
-                                     static_cast<int>(call.peer.connect_port),
-                                     sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
+  auto vchan = (*transport)
+                   ->Connect(static_cast<int>(call.peer.connect_domain),
+                             static_cast<int>(call.peer.connect_port),
+                             sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
   if (!vchan) {
     LOG_ERROR("cannot connect the data vchan to domain {} port {}: {}", call.peer.connect_domain,
               call.peer.connect_port, vchan.error().ToString());

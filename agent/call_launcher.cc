@@ -21,7 +21,10 @@ struct CallLauncher::Running {
 
 CallLauncher::CallLauncher(event::Loop& loop, ConnectionBudget& budget, Settings settings,
                            Handlers handlers)
-    : loop_(loop), budget_(budget), settings_(std::move(settings)), handlers_(std::move(handlers)) {}
+    : loop_(loop),
+      budget_(budget),
+      settings_(std::move(settings)),
+      handlers_(std::move(handlers)) {}
 
 CallLauncher::~CallLauncher() = default;
 
@@ -97,7 +100,8 @@ std::optional<UniqueFd> CallLauncher::HandToForkServer(const CallPlan& call,
       LOG_WARNING("fork server at {}: {}", path, socket.error().ToString());
     return std::nullopt;
   }
-  proto::CmdInfo info{call.type, call.peer.connect_domain, call.peer.connect_port, plan.command.body};
+  proto::CmdInfo info{call.type, call.peer.connect_domain, call.peer.connect_port,
+                      plan.command.body};
   auto encoded = proto::EncodeCmdInfo(info);
   if (!encoded ||
       !sys::WriteAll(socket->get(), *encoded, sys::Deadline::After(std::chrono::seconds(5)))) {

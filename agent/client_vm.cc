@@ -222,8 +222,9 @@ int RunClientVm(const ClientVmOptions& options) {
     LOG_ERROR("no vchan transport: {}", transport.error().ToString());
     return kClientExitLocalError;
   }
-  auto pending = (*transport)->Offer(static_cast<int>(params.connect_domain),
-                                     static_cast<int>(params.connect_port));
+  auto pending =
+      (*transport)
+          ->Offer(static_cast<int>(params.connect_domain), static_cast<int>(params.connect_port));
   if (!pending) {
     LOG_ERROR("cannot offer the data vchan: {}", pending.error().ToString());
     return kClientExitLocalError;

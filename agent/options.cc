@@ -69,11 +69,21 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
         return 2;
       }
       return std::nullopt;
-    case 't': options.filter_stdout = Filter::kOn; return std::nullopt;
-    case 'T': options.filter_stderr = Filter::kOn; return std::nullopt;
-    case kNoFilterStdout: options.filter_stdout = Filter::kOff; return std::nullopt;
-    case kNoFilterStderr: options.filter_stderr = Filter::kOff; return std::nullopt;
-    case 'a': options.agent_socket = optarg; return std::nullopt;
+    case 't':
+      options.filter_stdout = Filter::kOn;
+      return std::nullopt;
+    case 'T':
+      options.filter_stderr = Filter::kOn;
+      return std::nullopt;
+    case kNoFilterStdout:
+      options.filter_stdout = Filter::kOff;
+      return std::nullopt;
+    case kNoFilterStderr:
+      options.filter_stderr = Filter::kOff;
+      return std::nullopt;
+    case 'a':
+      options.agent_socket = optarg;
+      return std::nullopt;
     case 'p':
       if (options.prefix_data) {
         std::fprintf(stderr, "%s: the prefix data can only be given once\n", argv0);
@@ -81,7 +91,9 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
       }
       options.prefix_data = optarg;
       return std::nullopt;
-    case kUseStdinSocket: options.use_stdin_socket = true; return std::nullopt;
+    case kUseStdinSocket:
+      options.use_stdin_socket = true;
+      return std::nullopt;
     case 's':
       if (options.source_qube) {
         std::fprintf(stderr, "%s: the source qube can only be given once\n", argv0);
@@ -89,8 +101,12 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
       }
       options.source_qube = optarg;
       return std::nullopt;
-    case 'h': PrintClientVmUsage(argv0); return 0;
-    default: PrintClientVmUsage(argv0); return 2;
+    case 'h':
+      PrintClientVmUsage(argv0);
+      return 0;
+    default:
+      PrintClientVmUsage(argv0);
+      return 2;
   }
 }
 
@@ -109,10 +125,18 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
   int opt;
   while ((opt = getopt_long(argc, argv, "+ha:s:S", kLong, nullptr)) != -1) {
     switch (opt) {
-      case 'a': options.agent_socket = optarg; break;
-      case 's': options.fork_server_socket_format = optarg; break;
-      case 'S': options.use_fork_server = false; break;
-      default: PrintAgentUsage(argv[0]); return ExitNow{2};
+      case 'a':
+        options.agent_socket = optarg;
+        break;
+      case 's':
+        options.fork_server_socket_format = optarg;
+        break;
+      case 'S':
+        options.use_fork_server = false;
+        break;
+      default:
+        PrintAgentUsage(argv[0]);
+        return ExitNow{2};
     }
   }
   if (optind != argc) {

@@ -12,7 +12,8 @@
 namespace qrexec::agent {
 
 inline constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
-inline constexpr const char* kDefaultForkServerSocketFormat = "/var/run/qubes/qrexec-server.%s.sock";
+inline constexpr const char* kDefaultForkServerSocketFormat =
+    "/var/run/qubes/qrexec-server.%s.sock";
 
 // A parser's verdict when the program must not run: exit with this status.
 struct ExitNow {
@@ -44,8 +45,8 @@ struct ClientVmOptions {
   std::optional<std::string> prefix_data;
   bool use_stdin_socket = false;
   std::optional<std::string> source_qube;
-  std::string target;   // as given (the `$` → `@` rewrite happens later)
-  std::string service;  // SERVICE[+ARG], sent as is
+  std::string target;                      // as given (the `$` → `@` rewrite happens later)
+  std::string service;                     // SERVICE[+ARG], sent as is
   std::vector<std::string> local_program;  // program and its arguments, may be empty
 };
 Parsed<ClientVmOptions> ParseClientVmArgs(int argc, char** argv);

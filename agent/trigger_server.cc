@@ -177,8 +177,8 @@ bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& par
     return true;
   }
   auto bytes = proto::EncodeExecParams(params);
-  auto written = sys::WriteAll(client->fd.get(), bytes,
-                               sys::Deadline::After(std::chrono::seconds(5)));
+  auto written =
+      sys::WriteAll(client->fd.get(), bytes, sys::Deadline::After(std::chrono::seconds(5)));
   if (!written) {
     LOG_WARNING("cannot answer a trigger client: {}", written.error().ToString());
     handlers_.on_terminated({params.connect_domain, params.connect_port});

@@ -1,10 +1,9 @@
 // qrexec-agent's control channel and trigger socket (qrexec-protocol.md
 // §1.4, §2.5, §2.6, §2.10). Modeled on Qubes' TestAgent.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <thread>
@@ -79,8 +78,8 @@ TEST_F(AgentControl, ServiceConnectAnswersTheClientAndItsEofTerminatesTheConnect
   Start();
   UniqueFd client = Trigger("target", "test.Service");
   std::string ident = ExpectRelayedTrigger("target", "test.Service");
-  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
-                          U32(43) + U32(515) + Fixed(ident, 32)));
+  ASSERT_TRUE(
+      SendMessage(agent_->control(), kServiceConnect, U32(43) + U32(515) + Fixed(ident, 32)));
   auto answer = RecvExact(client.get(), 8);
   ASSERT_TRUE(answer) << answer.error().ToString();
   EXPECT_EQ(*answer, U32(43) + U32(515));
@@ -96,8 +95,8 @@ TEST_F(AgentControl, AnswerForAClientThatLeftNeverReachesANewerClient) {
   UniqueFd second = Trigger("target", "test.Second");
   std::string second_ident = ExpectRelayedTrigger("target", "test.Second");
   EXPECT_NE(first_ident, second_ident);
-  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
-                          U32(43) + U32(515) + Fixed(first_ident, 32)));
+  ASSERT_TRUE(
+      SendMessage(agent_->control(), kServiceConnect, U32(43) + U32(515) + Fixed(first_ident, 32)));
   ExpectTerminated(agent_->control(), 43, 515);
   ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
                           U32(43) + U32(517) + Fixed(second_ident, 32)));
@@ -126,8 +125,8 @@ TEST_F(AgentControl, RefusalOfAnUnknownRequestIsIgnored) {
 
 TEST_F(AgentControl, ConnectForAnUnknownRequestReleasesThePort) {
   Start();
-  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
-                          U32(43) + U32(517) + Fixed("SOCKET999", 32)));
+  ASSERT_TRUE(
+      SendMessage(agent_->control(), kServiceConnect, U32(43) + U32(517) + Fixed("SOCKET999", 32)));
   ExpectTerminated(agent_->control(), 43, 517);
 }
 
@@ -135,11 +134,13 @@ TEST_F(AgentControl, InvalidTriggerRequestsAreClosedAndNotRelayed) {
   Start();
   auto wrong_type = ConnectUnixRetry(agent_->agent_socket());
   ASSERT_TRUE(wrong_type);
-  ASSERT_TRUE(SendMessage(wrong_type->get(), 0x212, Fixed("t", 64) + Fixed("SOCKET", 32) + "s" + '\0'));
+  ASSERT_TRUE(
+      SendMessage(wrong_type->get(), 0x212, Fixed("t", 64) + Fixed("SOCKET", 32) + "s" + '\0'));
   EXPECT_TRUE(WaitForEof(wrong_type->get()));
   auto empty_service = ConnectUnixRetry(agent_->agent_socket());
   ASSERT_TRUE(empty_service);
-  ASSERT_TRUE(SendMessage(empty_service->get(), kTriggerService4, Trigger4Body("", "t", "SOCKET", "")));
+  ASSERT_TRUE(
+      SendMessage(empty_service->get(), kTriggerService4, Trigger4Body("", "t", "SOCKET", "")));
   EXPECT_TRUE(WaitForEof(empty_service->get()));
   auto huge = ConnectUnixRetry(agent_->agent_socket());
   ASSERT_TRUE(huge);
@@ -175,8 +176,7 @@ TEST_P(AgentRejects, InvalidMessageFromDom0MakesTheAgentExitOne) {
 INSTANTIATE_TEST_SUITE_P(
     Messages, AgentRejects,
     ::testing::Values(
-        BadMessage{"UnknownType", 0x999, ""},
-        BadMessage{"DataMessageOnControl", kDataStdout, "x"},
+        BadMessage{"UnknownType", 0x999, ""}, BadMessage{"DataMessageOnControl", kDataStdout, "x"},
         BadMessage{"SecondHello", kHello, U32(4)},
         BadMessage{"ExecWithoutCommand", kExecCmdline, U32(0) + U32(513)},
         BadMessage{"ExecEmptyBody", kExecCmdline, ""},

@@ -2,13 +2,12 @@
 // §4): the test plays dom0 and the caller side of the data channel. Modeled
 // on Qubes' TestAgentExecQubesRpc.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <pwd.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <thread>
@@ -123,8 +122,7 @@ TEST_F(AgentExec, LegacyCommandRunsThroughTheShell) {
 }
 
 TEST_F(AgentExec, WaitForSessionRunsTheWaiterFirst) {
-  Service("qubes.WaitForSession",
-          "read user; echo \"$user $QREXEC_REMOTE_DOMAIN\" > \"$0.ran\"\n");
+  Service("qubes.WaitForSession", "read user; echo \"$user $QREXEC_REMOTE_DOMAIN\" > \"$0.ran\"\n");
   Service("test.Gui", "cat \"$(dirname \"$0\")/qubes.WaitForSession.ran\"\n");
   Config("test.Gui", "wait-for-session = 1\n");
   auto output = RunCall(*agent_, dir_, RpcCommand("test.Gui+", "work"));
@@ -143,8 +141,9 @@ TEST_F(AgentExec, CallsQueuedForTheSessionShareOneWaiter) {
     auto listener = VchanListen(dir_.path(), 0, kVmDomain, port);
     ASSERT_TRUE(listener);
     listeners.push_back(std::move(*listener));
-    ASSERT_TRUE(SendMessage(agent_->control(), kExecCmdline,
-                            ExecParamsBody(0, static_cast<uint32_t>(port), RpcCommand("test.Gui+"))));
+    ASSERT_TRUE(
+        SendMessage(agent_->control(), kExecCmdline,
+                    ExecParamsBody(0, static_cast<uint32_t>(port), RpcCommand("test.Gui+"))));
   }
   for (int i = 0; i < 500 && !PathExists(dir_ / "rpc/qubes.WaitForSession.count"); ++i)
     std::this_thread::sleep_for(milliseconds(10));
@@ -329,8 +328,8 @@ TEST_F(AgentExec, TcpServiceConnectsToTheSymlinkTarget) {
     if (data) received = *data;
     (void)sys::WriteAll(conn->get(), "tcp-reply");
   });
-  auto output = RunCall(*agent_, dir_, RpcCommand("test.Tcp+" + std::to_string(ntohs(addr.sin_port))),
-                        "tcp-data");
+  auto output = RunCall(*agent_, dir_,
+                        RpcCommand("test.Tcp+" + std::to_string(ntohs(addr.sin_port))), "tcp-data");
   server.join();
   EXPECT_EQ(received, "tcp-data");
   EXPECT_EQ(output.out, "tcp-reply");

@@ -1,10 +1,9 @@
 #include "agent_fixture.h"
 
+#include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 namespace qrexec::harness::agent_side {
 namespace {
@@ -87,8 +86,8 @@ UniqueFd StartCall(AgentUnderTest& agent, const TempDir& dir, const std::string&
   auto listener = VchanListen(dir.path(), 0, agent.domain(), port);
   EXPECT_TRUE(listener) << listener.error().ToString();
   if (!listener) return UniqueFd();
-  EXPECT_TRUE(SendMessage(agent.control(), type,
-                          ExecParamsBody(0, static_cast<uint32_t>(port), command)));
+  EXPECT_TRUE(
+      SendMessage(agent.control(), type, ExecParamsBody(0, static_cast<uint32_t>(port), command)));
   auto vchan = VchanAccept(listener->get(), dir.path(), 0, agent.domain(), port);
   EXPECT_TRUE(vchan) << vchan.error().ToString();
   if (!vchan) return UniqueFd();

@@ -1,9 +1,8 @@
 // qrexec-client-vm (qrexec-protocol.md §1.5, §2.10; the seed man page): the
 // test plays the local agent (trigger socket) and the remote service side of
 // the data vchan. Modeled on Qubes' TestClientVm.
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <thread>
 
@@ -27,7 +26,7 @@ struct RemoteScript {
 };
 
 struct RemoteSeen {
-  std::string trigger;   // header + body of the request
+  std::string trigger;  // header + body of the request
   std::string stdin_data;
   bool stdin_eof = false;
   bool agent_socket_closed = false;
@@ -68,11 +67,12 @@ class ClientVm : public ::testing::Test {
     if (!conn) return;
     auto request = RecvMessage(conn->get());
     if (!request) return;
-    seen_.trigger = U32(request->type) + U32(static_cast<uint32_t>(request->body.size())) + request->body;
+    seen_.trigger =
+        U32(request->type) + U32(static_cast<uint32_t>(request->body.size())) + request->body;
     if (script.refuse) return;  // closing the socket refuses
     (void)SendRaw(conn->get(), U32(kRemoteDomain) + U32(static_cast<uint32_t>(script.port)));
-    auto vchan = VchanConnect(dir_.path(), kVmDomain, kRemoteDomain, script.port,
-                              script.connect_timeout);
+    auto vchan =
+        VchanConnect(dir_.path(), kVmDomain, kRemoteDomain, script.port, script.connect_timeout);
     if (!vchan || !Handshake(vchan->get(), 4)) return;
     PlayService(vchan->get(), script);
     vchan->reset();
@@ -147,8 +147,8 @@ TEST_F(ClientVm, CallRelaysStdioAndReturnsTheRemoteExitCode) {
 
 TEST_F(ClientVm, PrefixDataIsSentBeforeStdin) {
   Serve({});
-  auto result =
-      RunProgram(Options({"--buffer-size=4096", "-p", "prefix:", "target", "test.Service"}), "stdin");
+  auto result = RunProgram(
+      Options({"--buffer-size=4096", "-p", "prefix:", "target", "test.Service"}), "stdin");
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_EQ(Seen().stdin_data, "prefix:stdin");
 }
@@ -209,7 +209,8 @@ TEST_F(ClientVm, EscapeFilterOptionsReplaceControlBytes) {
   Seen();
   seen_ = {};
   Serve({.stdout_data = raw, .exit_code = 0});
-  auto unfiltered = RunProgram(Options({"--no-filter-escape-chars-stdout", "target", "test.Service"}));
+  auto unfiltered =
+      RunProgram(Options({"--no-filter-escape-chars-stdout", "target", "test.Service"}));
   EXPECT_EQ(unfiltered.out, raw);
 }
 

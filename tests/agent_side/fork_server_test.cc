@@ -29,7 +29,8 @@ class ForkServer : public ::testing::Test {
   std::string socket_path() const { return dir_ / ("fs." + CurrentUser() + ".sock"); }
 
   // The 16-byte qrexec_cmd_info + command + NUL.
-  static std::string Request(uint32_t type, uint32_t domain, uint32_t port, const std::string& cmd) {
+  static std::string Request(uint32_t type, uint32_t domain, uint32_t port,
+                             const std::string& cmd) {
     return U32(type) + U32(domain) + U32(port) + U32(static_cast<uint32_t>(cmd.size() + 1)) + cmd +
            '\0';
   }

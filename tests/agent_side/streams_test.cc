@@ -3,7 +3,6 @@
 // agent of domain 43. Modeled on Qubes' TestAgentStreams; checks byte-exact
 // streams of several sizes in both directions.
 #include <fcntl.h>
-
 #include <gtest/gtest.h>
 
 #include <thread>
