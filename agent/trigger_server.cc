@@ -106,7 +106,7 @@ void TriggerServer::OnClientReady(int fd, event::Ready) {
     return;
   }
   if (client.state != Client::State::kReading) {
-    LOG_WARNING("unexpected data from a trigger client; ignored");
+    LOG_DEBUG("unexpected data from a trigger client; ignored");
     return;
   }
   if (auto pushed = client.reader.Push(std::span(buffer, *n)); !pushed) {
