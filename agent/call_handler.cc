@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "base/escape_filter.h"
 #include "base/log.h"
 #include "base/sys.h"
 #include "proto/framing.h"
@@ -51,7 +52,7 @@ int RunJustExec(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecC
   }
   int code = 0;
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
-    LOG_ERROR("cannot start the command: {}", failure->error.ToString());
+    LOG_ERROR("cannot start the command: {}", SanitizeForLog(failure->error.ToString()));
     code = failure->exit_code;
   } else if (auto* process = std::get_if<exec::StartedProcess>(&started)) {
     Detach(std::move(process->child));
@@ -109,7 +110,7 @@ int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Ex
   auto started = exec::StartService(plan, ctx, options);
   stdin_pair->second.reset();
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
-    LOG_ERROR("cannot start the service: {}", failure->error.ToString());
+    LOG_ERROR("cannot start the service: {}", SanitizeForLog(failure->error.ToString()));
     if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
       LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
     return failure->exit_code;

@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "agent/options.h"
+#include "base/escape_filter.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/names.h"
@@ -44,13 +45,13 @@ CallPlan CallLauncher::Plan(const proto::ExecRequest& request) const {
   call.peer = {request.connect_domain, request.connect_port};
   auto command = exec::ParseCommand(request.command, exec::UserPrefix::kPresent);
   if (!command) {
-    LOG_ERROR("invalid command from dom0: {}", command.error().ToString());
+    LOG_ERROR("invalid command from dom0: {}", SanitizeForLog(command.error().ToString()));
     call.service = exec::kExitProblem;
     return call;
   }
   auto plan = exec::PlanService(std::move(*command), ctx_);
   if (!plan) {
-    LOG_ERROR("cannot prepare the service: {}", plan.error().ToString());
+    LOG_ERROR("cannot prepare the service: {}", SanitizeForLog(plan.error().ToString()));
     call.service = exec::ExitCodeForError(plan.error());
     return call;
   }

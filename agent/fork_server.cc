@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "agent/call_handler.h"
+#include "base/escape_filter.h"
 #include "base/log.h"
 #include "base/sys.h"
 #include "exec/command.h"
@@ -41,13 +42,13 @@ CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx
   call.peer = {request.connect_domain, request.connect_port};
   auto command = exec::ParseCommand(request.command, exec::UserPrefix::kAbsent);
   if (!command) {
-    LOG_ERROR("invalid command: {}", command.error().ToString());
+    LOG_ERROR("invalid command: {}", SanitizeForLog(command.error().ToString()));
     call.service = exec::kExitProblem;
     return call;
   }
   auto plan = exec::PlanService(std::move(*command), ctx);
   if (!plan) {
-    LOG_ERROR("cannot prepare the service: {}", plan.error().ToString());
+    LOG_ERROR("cannot prepare the service: {}", SanitizeForLog(plan.error().ToString()));
     call.service = exec::ExitCodeForError(plan.error());
     return call;
   }
@@ -96,7 +97,7 @@ int RunForkServer(const ForkServerOptions& options) {
       continue;
     }
     if (auto served = ServeForkRequest(std::move(*connection)); !served)
-      LOG_ERROR("request refused: {}", served.error().ToString());
+      LOG_ERROR("request refused: {}", SanitizeForLog(served.error().ToString()));
   }
 }
 
