@@ -205,7 +205,12 @@ void FaultTest::SetUp() {
 }
 
 void FaultTest::TearDown() {
-  if (HasFailure() && qubes_) std::printf("%s\n", qubes_->Logs().c_str());
+  if (!qubes_) return;
+  // Sanitizer reports of the surviving processes (asan build) fail the test.
+  const std::string logs = qubes_->Logs();
+  for (const char* report : {"ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"})
+    EXPECT_EQ(logs.find(report), std::string::npos) << "sanitizer report in the logs: " << report;
+  if (HasFailure()) std::printf("%s\n", logs.c_str());
   qubes_.reset();
 }
 
@@ -264,7 +269,9 @@ void FaultTest::ExpectCallsWork(const std::string& context) {
 }
 
 void FaultTest::ExpectIdleAndNoZombies(const std::string& context) {
-  for (const auto& [pid, idle] : idle_fds_) {
+  for (const auto& entry : idle_fds_) {
+    const pid_t pid = entry.first;  // clang 14 cannot capture structured bindings
+    const int idle = entry.second;
     if (Dead(pid)) continue;
     int now = -1;
     bool back = WaitUntil(
