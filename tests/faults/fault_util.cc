@@ -17,6 +17,7 @@ namespace {
 const char* kPolicy = R"(
 demo.Echo     *  @anyvm  @anyvm  allow
 demo.Hold     *  @anyvm  @anyvm  allow
+demo.Hold     *  @anyvm  @adminvm  allow
 demo.Produce  *  @anyvm  @anyvm  allow
 demo.HalfIn   *  @anyvm  @anyvm  allow
 demo.SlowSink *  @anyvm  @anyvm  allow
@@ -175,7 +176,7 @@ void FaultTest::SetUp() {
       kPolicy);
   const std::string root = qubes_->root();
   std::filesystem::create_directories(root + "/pids");
-  for (const char* vm : {"vault", "other", "mal", "work"}) {
+  for (const char* vm : {"vault", "other", "mal", "work", "dom0"}) {
     std::string dir = qubes_->ServiceDir(vm);
     std::string pids = root + "/pids/" + vm;
     harness::WriteScript(dir + "/demo.Echo", "exec cat\n");
@@ -234,12 +235,16 @@ void FaultTest::RecordIdle() {
 }
 
 HeldCall FaultTest::StartHeldCall(const std::string& source, const std::string& target) {
+  return StartHeld(qubes_->ClientVm(source, {target, "demo.Hold"}), target, qubes_->AgentPid(target));
+}
+
+HeldCall FaultTest::StartHeld(const SpawnOptions& options, const std::string& where, pid_t grandparent) {
   HeldCall call;
-  std::string pid_file = qubes_->root() + "/pids/" + target + ".hold";
+  std::string pid_file = qubes_->root() + "/pids/" + where + ".hold";
   std::filesystem::remove(pid_file);
-  auto process = Process::Spawn(qubes_->ClientVm(source, {target, "demo.Hold"}));
+  auto process = Process::Spawn(options);
   if (!process) {
-    ADD_FAILURE() << "cannot spawn qrexec-client-vm";
+    ADD_FAILURE() << "cannot spawn " << options.argv[0];
     return call;
   }
   call.client = std::make_unique<Process>(std::move(*process));
@@ -247,8 +252,7 @@ HeldCall FaultTest::StartHeldCall(const std::string& source, const std::string& 
   EXPECT_EQ(line.value_or("<nothing>"), "started") << qubes_->Logs();
   call.service = ReadPidFile(pid_file, milliseconds(5000));
   call.handler = call.service > 0 ? ParentPid(call.service) : -1;
-  EXPECT_EQ(ParentPid(call.handler), qubes_->AgentPid(target))
-      << "the service's parent should be the agent's per-call child";
+  EXPECT_EQ(ParentPid(call.handler), grandparent) << "unexpected process tree above the service";
   return call;
 }
 

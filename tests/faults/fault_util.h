@@ -69,6 +69,10 @@ class FaultTest : public ::testing::Test {
   // service printed "started"; the service then waits for one line on its
   // stdin, prints "got LINE" and exits 3.
   HeldCall StartHeldCall(const std::string& source, const std::string& target);
+  // The same for a call started by `options` (qrexec-client in dom0, or a
+  // call to @adminvm): `where` names the domain whose demo.Hold runs ("dom0"
+  // for dom0) and `grandparent` the process expected above the handler.
+  HeldCall StartHeld(const SpawnOptions& options, const std::string& where, pid_t grandparent);
   // A quick call of demo.Echo; returns its result.
   RunResult Echo(const std::string& source, const std::string& target, const std::string& input);
   // Echo calls work in every direction between the running test domains.
