@@ -22,6 +22,7 @@ demo.Produce  *  @anyvm  @anyvm  allow
 demo.HalfIn   *  @anyvm  @anyvm  allow
 demo.SlowSink *  @anyvm  @anyvm  allow
 demo.HalfOut  *  @anyvm  @anyvm  allow
+demo.Ask      *  @anyvm  @anyvm  ask default_target=vault
 demo.Denied   *  @anyvm  @anyvm  deny
 )";
 
@@ -177,6 +178,7 @@ void FaultTest::SetUp() {
   const std::string root = qubes_->root();
   std::filesystem::create_directories(root + "/pids");
   for (const char* vm : {"vault", "other", "mal", "work", "dom0"}) {
+    harness::WriteScript(qubes_->ServiceDir(vm) + "/demo.Ask", "echo asked-and-allowed\n");
     std::string dir = qubes_->ServiceDir(vm);
     std::string pids = root + "/pids/" + vm;
     harness::WriteScript(dir + "/demo.Echo", "exec cat\n");

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <thread>
+#include <utility>
 
 #include "base/sys.h"
 #include "fault_util.h"
@@ -144,6 +145,58 @@ TEST_F(Faults, KillingThePolicyDaemonWhileACallWaitsLetsTheFallbackDecide) {
   EXPECT_EQ(denied->Wait(kFiveSeconds).value_or(-1), 126);
   EXPECT_NE(Log("daemon.work").find("falling back"), std::string::npos);
   ExpectIdleAndNoZombies("after killing the policy daemon");
+}
+
+// A policy agent that takes every question and never answers: the call
+// waits on its "ask". When the agent goes away, or the policy daemon dies
+// while asking, the call is refused (126), never allowed.
+TEST_F(Faults, ACallWaitingOnAnAskIsRefusedWhenTheAgentOrThePolicyDaemonDies) {
+  std::string socket = qubes_->root() + "/run/policy-agent.sock";
+  auto listener = sys::UnixListen(socket, 16);
+  ASSERT_TRUE(listener);
+  ASSERT_TRUE(qubes_->KillPolicyDaemon().has_value());
+  qubes_->SetPolicyDaemonArgs({"--agent-socket", socket});
+  ASSERT_TRUE(qubes_->RestartPolicyDaemon()) << qubes_->error();
+  auto ask = [&]() -> std::pair<std::unique_ptr<Process>, UniqueFd> {
+    auto process = Process::Spawn(qubes_->ClientVm("work", {"vault", "demo.Ask"}));
+    if (!process) return {};
+    // Skip policy.Notify connections; keep the first policy.Ask.
+    auto deadline = sys::Deadline::After(milliseconds(10000));
+    for (;;) {
+      if (!sys::WaitReadable(listener->get(), deadline)) return {};
+      auto question = sys::Accept(listener->get());
+      if (!question) return {};
+      auto request = sys::ReadToEof(question->get(), 1 << 16, sys::Deadline::After(milliseconds(5000)));
+      if (request && request->rfind("policy.Ask", 0) == 0)
+        return {std::make_unique<Process>(std::move(*process)), std::move(*question)};
+    }
+  };
+  {  // control: an answer allows the call
+    auto [call, question] = ask();
+    ASSERT_TRUE(call && question.valid()) << "the policy daemon did not ask\n" << qubes_->Logs();
+    ASSERT_TRUE(sys::WriteAll(question.get(), "allow:vault", sys::Deadline::After(kFiveSeconds)));
+    question.reset();
+    call->CloseStdin();
+    EXPECT_EQ(call->ReadStdout(kFiveSeconds), "asked-and-allowed\n");
+    EXPECT_EQ(call->Wait(kFiveSeconds).value_or(-1), 0);
+  }
+  {
+    auto [call, question] = ask();
+    ASSERT_TRUE(call && question.valid()) << "the policy daemon did not ask";
+    std::this_thread::sleep_for(milliseconds(200));
+    EXPECT_TRUE(call->Running()) << "the call should wait for the answer";
+    question.reset();  // the agent dies without answering
+    EXPECT_EQ(call->Wait(kFiveSeconds).value_or(-1), 126);
+  }
+  {
+    auto [call, question] = ask();
+    ASSERT_TRUE(call && question.valid()) << "the policy daemon did not ask";
+    ASSERT_TRUE(qubes_->KillPolicyDaemon().has_value());
+    // The fallback (qrexec-policy-exec without this agent) cannot ask either.
+    EXPECT_EQ(call->Wait(kFiveSeconds).value_or(-1), 126);
+    EXPECT_EQ(call->ReadStdout(milliseconds(1000)), "");
+  }
+  ExpectIdleAndNoZombies("after a failed ask");
 }
 
 TEST_F(Faults, WithThePolicyDaemonDownTheFallbackDecidesAndNeverAllowsADeniedCall) {

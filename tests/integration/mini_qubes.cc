@@ -119,11 +119,13 @@ bool MiniQubes::Start() {
 
 bool MiniQubes::StartPolicyDaemon() {
   UniqueFd log = OpenLog(dir_ / "logs/policy-daemon.log");
+  std::vector<std::string> argv = {BinPath("qrexec-policy-daemon"), "--policy-path", dir_ / "policy",
+                                   "--socket-path", dir_ / "run/policy.sock", "--eval-socket-path",
+                                   dir_ / "run/policy.EvalSimple", "--gui-socket-path",
+                                   dir_ / "run/policy.EvalGUI", "--qubesd-socket", dir_ / "run/qubesd.sock"};
+  argv.insert(argv.end(), policy_daemon_args_.begin(), policy_daemon_args_.end());
   auto policy = Process::Spawn({
-      .argv = {BinPath("qrexec-policy-daemon"), "--policy-path", dir_ / "policy", "--socket-path",
-               dir_ / "run/policy.sock", "--eval-socket-path", dir_ / "run/policy.EvalSimple",
-               "--gui-socket-path", dir_ / "run/policy.EvalGUI", "--qubesd-socket",
-               dir_ / "run/qubesd.sock"},
+      .argv = argv,
       .env = BaseEnv(0),
       .stdin_mode = Stdio::kNull,
       .stdout_mode = Stdio::kNull,

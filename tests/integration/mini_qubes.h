@@ -95,6 +95,9 @@ class MiniQubes {
   // The daemons' --policy-program (default: qrexec-policy-exec from the
   // build); takes effect for daemons started afterwards.
   void SetPolicyProgram(std::string path) { policy_program_ = std::move(path); }
+  // Extra arguments for the policy daemon (e.g. --agent-socket PATH); take
+  // effect when it is (re)started.
+  void SetPolicyDaemonArgs(std::vector<std::string> args) { policy_daemon_args_ = std::move(args); }
   // Path of a domain's daemon socket (qrexec.<name>) and agent trigger socket.
   std::string DaemonSocket(const std::string& name) const { return dir_ / ("run/qrexec." + name); }
   std::string AgentSocket(const std::string& name) const { return dir_ / (name + "/agent.sock"); }
@@ -123,6 +126,7 @@ class MiniQubes {
   std::string error_;
   std::map<std::string, std::string> daemon_env_;
   std::string policy_program_;
+  std::vector<std::string> policy_daemon_args_;
   std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
   std::map<std::string, Domain> domains_;
   std::vector<std::string> disposables_;
