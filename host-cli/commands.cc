@@ -1,8 +1,6 @@
 #include "commands.h"
 
-#include <poll.h>
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,12 +8,13 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include <fmt/core.h>
 
 #include "admin/client.h"
-#include "admin/poll_loop.h"
 #include "base/log.h"
+#include "event/loop.h"
 #include "host/config.h"
 #include "host/host.h"
 #include "host/sandbox.h"
@@ -133,16 +132,19 @@ int CmdUp(const GlobalOptions& global, const std::vector<std::string>& args) {
   if (bwrap.empty()) return Fail("bubblewrap (bwrap) is not installed; on Debian: apt-get install bubblewrap");
 
   ::signal(SIGPIPE, SIG_IGN);
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGHUP);
-  sigprocmask(SIG_BLOCK, &stop, nullptr);
-  UniqueFd signal_fd(::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd.valid()) return Fail(std::string("signalfd: ") + std::strerror(errno));
+  event::Loop loop;
+  // Created before the host spawns anything, so the stop signals are blocked
+  // (and delivered through the loop) from the start.
+  std::vector<event::SignalWatch> stop_watches;
+  for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
+    auto watch = loop.WatchSignal(signo, [&loop](int got) {
+      LOG_INFO("signal {}: shutting down", got);
+      loop.Quit();
+    });
+    if (!watch) return Fail("signalfd: " + watch.error().ToString());
+    stop_watches.push_back(std::move(*watch));
+  }
 
-  admin::PollLoop loop;
   host::HostOptions options;
   options.bin_dir = global.bin_dir;
   if (!config->bin_dir.empty()) options.bin_dir = config->bin_dir;
@@ -155,15 +157,7 @@ int CmdUp(const GlobalOptions& global, const std::vector<std::string>& args) {
     return Fail("cannot start the host: " + status.error().ToString());
   }
   LOG_INFO("host is up (state {}, control socket {})", host.paths().state_dir, host.paths().control_socket);
-  bool stopping = false;
-  loop.Watch(signal_fd.get(), POLLIN, [&](short) {
-    signalfd_siginfo info{};
-    while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
-      LOG_INFO("signal {}: shutting down", info.ssi_signo);
-      stopping = true;
-    }
-  });
-  if (auto status = loop.Run([&] { return stopping; }); !status) LOG_ERROR("{}", status.error().ToString());
+  if (auto status = loop.Run(); !status) LOG_ERROR("{}", status.error().ToString());
   host.Shutdown();
   LOG_INFO("host is down");
   return 0;

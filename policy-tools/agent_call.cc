@@ -2,7 +2,6 @@
 
 #include <fmt/core.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -67,7 +66,7 @@ Result<UniqueFd> SpawnQrexecClient(const AgentRoute& route, std::string_view ser
 
 }  // namespace
 
-Result<std::unique_ptr<AgentCall>> AgentCall::Start(ServeLoop& loop, const AgentRoute& route,
+Result<std::unique_ptr<AgentCall>> AgentCall::Start(event::Loop& loop, const AgentRoute& route,
                                                     std::string_view service,
                                                     std::string_view guivm, std::string_view json,
                                                     Done done) {
@@ -88,14 +87,14 @@ Result<std::unique_ptr<AgentCall>> AgentCall::Start(ServeLoop& loop, const Agent
   std::unique_ptr<AgentCall> call(
       new AgentCall(std::move(*fd), std::move(request), std::move(done)));
   AgentCall* self = call.get();
-  auto watch =
-      loop.Watch(call->fd_.get(), EPOLLOUT, [self](uint32_t events) { self->OnReady(events); });
+  auto watch = loop.WatchFd(call->fd_.get(), event::Interest::Write(),
+                            [self](event::Ready) { self->OnReady(); });
   if (!watch) return tl::unexpected(watch.error());
   call->watch_ = std::move(*watch);
   return call;
 }
 
-void AgentCall::OnReady(uint32_t events) {
+void AgentCall::OnReady() {
   if (written_ < request_.size()) {
     auto n = sys::WriteSome(fd_.get(), sys::AsBytes(std::string_view(request_).substr(written_)));
     if (!n) {
@@ -105,11 +104,10 @@ void AgentCall::OnReady(uint32_t events) {
     written_ += *n;
     if (written_ < request_.size()) return;
     ::shutdown(fd_.get(), SHUT_WR);
-    if (auto status = watch_.SetEvents(EPOLLIN); !status)
+    if (auto status = watch_.SetInterest(event::Interest::Read()); !status)
       return Finish(tl::unexpected(status.error()));
     return;
   }
-  (void)events;
   char buf[1024];
   auto n = sys::ReadSome(fd_.get(), std::as_writable_bytes(std::span(buf)));
   if (!n) {

@@ -1,6 +1,6 @@
 // One asynchronous conversation with a policy agent (qrexec-protocol.md
 // §5.3-5.5): write the request, half-close, read the reply until EOF. Runs on
-// the ServeLoop, never blocks it.
+// the event::Loop, never blocks it.
 //
 // The agent is reached either
 // * directly, over its socket (the GuiVM is dom0, or --direct-agent): the
@@ -16,7 +16,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
-#include "serve_loop.h"
+#include "event/loop.h"
 
 namespace qrexec::policy_tools {
 
@@ -34,11 +34,11 @@ inline constexpr size_t kMaxAgentReply = 4096;
 class AgentCall {
  public:
   // Called once, from the loop, with the reply text or the error. The
-  // callback may destroy the AgentCall only through ServeLoop::Post.
+  // callback may destroy the AgentCall only through event::Loop::Post.
   using Done = std::function<void(Result<std::string> reply)>;
 
   // Starts the call; errors setting it up are returned (Done is not called).
-  static Result<std::unique_ptr<AgentCall>> Start(ServeLoop& loop, const AgentRoute& route,
+  static Result<std::unique_ptr<AgentCall>> Start(event::Loop& loop, const AgentRoute& route,
                                                   std::string_view service, std::string_view guivm,
                                                   std::string_view json, Done done);
   AgentCall(const AgentCall&) = delete;
@@ -47,11 +47,11 @@ class AgentCall {
  private:
   AgentCall(UniqueFd fd, std::string request, Done done)
       : fd_(std::move(fd)), request_(std::move(request)), done_(std::move(done)) {}
-  void OnReady(uint32_t events);
+  void OnReady();
   void Finish(Result<std::string> result);
 
   UniqueFd fd_;
-  FdWatch watch_;
+  event::FdWatch watch_;  // after fd_: unregistered before it closes
   std::string request_;
   size_t written_ = 0;
   std::string reply_;

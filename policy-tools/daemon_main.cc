@@ -3,9 +3,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,10 +12,10 @@
 #include <string>
 
 #include "base/log.h"
+#include "event/loop.h"
 #include "policy/qubesd_client.h"
 #include "policy_server.h"
 #include "policy_store.h"
-#include "serve_loop.h"
 
 namespace qrexec::policy_tools {
 namespace {
@@ -158,7 +156,7 @@ int Main(int argc, char** argv) {
   SetUpPermissions();
   RaiseFdLimit();
 
-  auto loop = ServeLoop::Create();
+  auto loop = event::Loop::Create();
   if (!loop) {
     LOG_ERROR("{}", loop.error().ToString());
     return 1;
@@ -174,23 +172,20 @@ int Main(int argc, char** argv) {
     return 1;
   }
   // SIGTERM/SIGINT end the loop cleanly (children get an empty mask back).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
-  UniqueFd signal_fd(::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!signal_fd.valid()) {
-    LOG_ERROR("signalfd failed");
+  event::Loop* raw_loop = loop->get();
+  auto stop = [raw_loop](int) {
+    if (raw_loop->quitting()) return;  // both signals at once: one message
+    LOG_INFO("terminating");
+    raw_loop->Quit();
+  };
+  auto term_watch = raw_loop->WatchSignal(SIGTERM, stop);
+  if (!term_watch) {
+    LOG_ERROR("signalfd failed: {}", term_watch.error().ToString());
     return 1;
   }
-  ServeLoop* raw_loop = loop->get();
-  auto signal_watch = raw_loop->Watch(signal_fd.get(), EPOLLIN, [raw_loop](uint32_t) {
-    LOG_INFO("terminating");
-    raw_loop->Stop();
-  });
-  if (!signal_watch) {
-    LOG_ERROR("{}", signal_watch.error().ToString());
+  auto int_watch = raw_loop->WatchSignal(SIGINT, stop);
+  if (!int_watch) {
+    LOG_ERROR("signalfd failed: {}", int_watch.error().ToString());
     return 1;
   }
   LOG_INFO("ready");

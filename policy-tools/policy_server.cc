@@ -1,9 +1,7 @@
 #include "policy_server.h"
 
 #include <fmt/core.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -44,14 +42,14 @@ bool HasGuiTag(const policy::SystemInfo& info, std::string_view name, const std:
 struct PolicyServer::Listener {
   Kind kind;
   UniqueFd fd;
-  FdWatch watch;
+  event::FdWatch watch;  // after fd: unregistered before it closes
   bool paused = false;
 };
 
 struct PolicyServer::Connection {
   Kind kind = Kind::kPolicySocket;
   UniqueFd fd;
-  FdWatch watch;
+  event::FdWatch watch;  // after fd: unregistered before it closes
   std::chrono::steady_clock::time_point accepted;
   bool reading = true;  // the request has not arrived completely yet
   std::string untrusted_in;
@@ -59,12 +57,12 @@ struct PolicyServer::Connection {
   size_t out_done = 0;
 };
 
-PolicyServer::PolicyServer(ServeLoop& loop, PolicyStore& store, ServerOptions options)
+PolicyServer::PolicyServer(event::Loop& loop, PolicyStore& store, ServerOptions options)
     : loop_(loop), store_(store), options_(std::move(options)) {}
 
 PolicyServer::~PolicyServer() = default;
 
-Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(ServeLoop& loop, PolicyStore& store,
+Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(event::Loop& loop, PolicyStore& store,
                                                            ServerOptions options) {
   std::unique_ptr<PolicyServer> server(new PolicyServer(loop, store, std::move(options)));
   for (auto [kind, path] : {std::pair{Kind::kPolicySocket, server->options_.socket_path},
@@ -78,20 +76,14 @@ Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(ServeLoop& loop, Poli
 }
 
 Status PolicyServer::StartSweeper() {
-  sweep_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  if (!sweep_timer_.valid()) return ErrnoError("timerfd_create");
-  itimerspec every_second{{1, 0}, {1, 0}};
-  if (::timerfd_settime(sweep_timer_.get(), 0, &every_second, nullptr) < 0)
-    return ErrnoError("timerfd_settime");
-  auto watch = loop_.Watch(sweep_timer_.get(), EPOLLIN, [this](uint32_t) { SweepSlowRequests(); });
-  if (!watch) return tl::unexpected(watch.error());
-  sweep_watch_ = std::move(*watch);
+  constexpr std::chrono::seconds kEverySecond{1};
+  auto timer = loop_.AddTimer(kEverySecond, [this] { SweepSlowRequests(); }, kEverySecond);
+  if (!timer) return tl::unexpected(timer.error());
+  sweep_timer_ = std::move(*timer);
   return Ok();
 }
 
 void PolicyServer::SweepSlowRequests() {
-  uint64_t expirations;
-  (void)!::read(sweep_timer_.get(), &expirations, sizeof expirations);
   auto now = std::chrono::steady_clock::now();
   std::vector<uint64_t> slow;
   for (const auto& [id, conn] : connections_)
@@ -107,7 +99,7 @@ Status PolicyServer::Listen(Kind kind, const std::string& path) {
   if (::chmod(path.c_str(), 0660) < 0) return ErrnoError("chmod " + path);
   auto listener = std::make_unique<Listener>(Listener{kind, std::move(*fd), {}, false});
   Listener* raw = listener.get();
-  auto watch = loop_.Watch(raw->fd.get(), EPOLLIN, [this, raw](uint32_t) { OnAccept(*raw); });
+  auto watch = loop_.WatchFd(raw->fd.get(), event::Interest::Read(), [this, raw](event::Ready) { OnAccept(*raw); });
   if (!watch) return tl::unexpected(watch.error());
   raw->watch = std::move(*watch);
   listeners_.push_back(std::move(listener));
@@ -123,7 +115,7 @@ void PolicyServer::OnAccept(Listener& listener) {
         // Out of descriptors: stop accepting (a level-triggered listener
         // would spin) until a connection closes.
         LOG_WARNING("out of file descriptors; pausing accept");
-        (void)listener.watch.SetEvents(0);
+        (void)listener.watch.SetInterest(event::Interest::None());
         listener.paused = true;
       } else if (fd.error().kind != ErrorKind::kOverloaded) {
         LOG_WARNING("accept: {}", fd.error().ToString());
@@ -142,7 +134,7 @@ void PolicyServer::OnAccept(Listener& listener) {
     conn->kind = listener.kind;
     conn->fd = std::move(*fd);
     conn->accepted = std::chrono::steady_clock::now();
-    auto watch = loop_.Watch(conn->fd.get(), EPOLLIN, [this, id](uint32_t) { OnReadable(id); });
+    auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::Read(), [this, id](event::Ready) { OnReadable(id); });
     if (!watch) {
       LOG_WARNING("watch: {}", watch.error().ToString());
       continue;
@@ -258,10 +250,10 @@ void PolicyServer::StartAsk(uint64_t id, const policy::Decision& ask, const Snap
 void PolicyServer::WatchForHangup(uint64_t id, uint64_t call_id) {
   Connection* conn = Find(id);
   if (conn == nullptr) return;
-  // No interest: only a full close of the client (EPOLLHUP) is reported; a
-  // client that just half-closed still gets its answer.
-  auto watch = loop_.Watch(conn->fd.get(), 0, [this, id, call_id](uint32_t events) {
-    if ((events & (EPOLLHUP | EPOLLERR)) == 0) return;
+  // Hang-up only: a full close of the client (EPOLLHUP) is reported; a client
+  // that just half-closed still gets its answer.
+  auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::HangupOnly(), [this, id, call_id](event::Ready ready) {
+    if (!ready.hangup && !ready.error) return;
     LOG_INFO("client left while the user was being asked; dropping the question");
     if (agent_calls_.erase(call_id) > 0) --pending_asks_;
     Close(id);
@@ -354,8 +346,8 @@ void PolicyServer::OnWritable(uint64_t id) {
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return Close(id);  // the client left
       if (!conn->watch.active()) {
-        auto watch =
-            loop_.Watch(conn->fd.get(), EPOLLOUT, [this, id](uint32_t) { OnWritable(id); });
+        auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::Write(),
+                                   [this, id](event::Ready) { OnWritable(id); });
         if (!watch) return Close(id);
         conn->watch = std::move(*watch);
       }
@@ -374,7 +366,7 @@ void PolicyServer::Close(uint64_t id) {
   for (auto& listener : listeners_) {
     if (!listener->paused) continue;
     listener->paused = false;
-    (void)listener->watch.SetEvents(EPOLLIN);
+    (void)listener->watch.SetInterest(event::Interest::Read());
   }
 }
 

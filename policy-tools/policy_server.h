@@ -1,5 +1,5 @@
 // PolicyServer: the sockets of qrexec-policy-daemon (policy-language.md
-// §5.1, qrexec-protocol.md §5.2-5.6) on one ServeLoop.
+// §5.1, qrexec-protocol.md §5.2-5.6) on one event::Loop.
 //
 // * policy.sock: one "key=value" request per connection, answered with the
 //   engine's exact text, then closed. A malformed request is logged
@@ -22,10 +22,10 @@
 
 #include "agent_call.h"
 #include "base/result.h"
+#include "event/loop.h"
 #include "policy/evaluate.h"
 #include "policy/socket_request.h"
 #include "policy_store.h"
-#include "serve_loop.h"
 
 namespace qrexec::policy_tools {
 
@@ -43,7 +43,7 @@ class PolicyServer {
   enum class Kind { kPolicySocket, kEvalSimple, kEvalGui };
 
   // Binds the three sockets (mode 0660).
-  static Result<std::unique_ptr<PolicyServer>> Create(ServeLoop& loop, PolicyStore& store,
+  static Result<std::unique_ptr<PolicyServer>> Create(event::Loop& loop, PolicyStore& store,
                                                       ServerOptions options);
   ~PolicyServer();
   PolicyServer(const PolicyServer&) = delete;
@@ -53,7 +53,7 @@ class PolicyServer {
   struct Connection;
   struct Listener;
 
-  PolicyServer(ServeLoop& loop, PolicyStore& store, ServerOptions options);
+  PolicyServer(event::Loop& loop, PolicyStore& store, ServerOptions options);
   Status Listen(Kind kind, const std::string& path);
   Status StartSweeper();
   void SweepSlowRequests();
@@ -73,15 +73,14 @@ class PolicyServer {
   void Close(uint64_t id);
   Connection* Find(uint64_t id);
 
-  ServeLoop& loop_;
+  event::Loop& loop_;
   PolicyStore& store_;
   ServerOptions options_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::map<uint64_t, std::unique_ptr<AgentCall>> agent_calls_;
   size_t eval_connections_ = 0;
-  UniqueFd sweep_timer_;
-  FdWatch sweep_watch_;
+  event::Timer sweep_timer_;  // every second: drops requests older than request_timeout
   uint64_t next_id_ = 1;
   size_t pending_asks_ = 0;
 };

@@ -1,8 +1,6 @@
 #include "policy_store.h"
 
 #include <fmt/core.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
@@ -50,7 +48,7 @@ void WatchTree(int inotify_fd, const std::filesystem::path& root,
 
 }  // namespace
 
-Result<std::unique_ptr<PolicyStore>> PolicyStore::Create(ServeLoop& loop, StoreOptions options) {
+Result<std::unique_ptr<PolicyStore>> PolicyStore::Create(event::Loop& loop, StoreOptions options) {
   std::unique_ptr<PolicyStore> store(new PolicyStore(loop, std::move(options)));
   if (auto status = store->Init(); !status) return tl::unexpected(status.error());
   return store;
@@ -63,14 +61,12 @@ PolicyStore::~PolicyStore() {
 Status PolicyStore::Init() {
   inotify_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   if (!inotify_.valid()) return ErrnoError("inotify_init1");
-  done_event_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!done_event_.valid()) return ErrnoError("eventfd");
-  auto watch = loop_.Watch(inotify_.get(), EPOLLIN, [this](uint32_t) { DrainInotify(); });
+  auto watch = loop_.WatchFd(inotify_.get(), event::Interest::Read(), [this](event::Ready) { DrainInotify(); });
   if (!watch) return tl::unexpected(watch.error());
   inotify_watch_ = std::move(*watch);
-  auto done = loop_.Watch(done_event_.get(), EPOLLIN, [this](uint32_t) { OnJobDone(); });
+  auto done = loop_.AddWaker([this] { OnJobDone(); });
   if (!done) return tl::unexpected(done.error());
-  done_watch_ = std::move(*done);
+  done_waker_ = std::move(*done);
   // The first load, synchronously: nothing is served before it.
   AddWatches();
   Install(RunJob(change_gen_, true, true));
@@ -145,8 +141,7 @@ void PolicyStore::StartJob() {
       std::lock_guard lock(job_mutex_);
       job_result_ = std::move(result);
     }
-    uint64_t one = 1;
-    (void)!::write(done_event_.get(), &one, sizeof one);
+    done_waker_.Wake();
   });
 }
 
@@ -169,8 +164,6 @@ PolicyStore::JobResult PolicyStore::RunJob(uint64_t gen, bool reload_policy,
 }
 
 void PolicyStore::OnJobDone() {
-  uint64_t count;
-  (void)!::read(done_event_.get(), &count, sizeof count);
   std::optional<JobResult> result;
   {
     std::lock_guard lock(job_mutex_);

@@ -30,10 +30,10 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "event/loop.h"
 #include "policy/loader.h"
 #include "policy/policy.h"
 #include "policy/system_info.h"
-#include "serve_loop.h"
 
 namespace qrexec::policy_tools {
 
@@ -59,7 +59,7 @@ class PolicyStore {
   using Ready = std::function<void(const Snapshot&)>;
 
   // Loads everything once (synchronously) and starts watching.
-  static Result<std::unique_ptr<PolicyStore>> Create(ServeLoop& loop, StoreOptions options);
+  static Result<std::unique_ptr<PolicyStore>> Create(event::Loop& loop, StoreOptions options);
   ~PolicyStore();
   PolicyStore(const PolicyStore&) = delete;
   PolicyStore& operator=(const PolicyStore&) = delete;
@@ -82,7 +82,7 @@ class PolicyStore {
     Ready ready;
   };
 
-  PolicyStore(ServeLoop& loop, StoreOptions options) : loop_(loop), options_(std::move(options)) {}
+  PolicyStore(event::Loop& loop, StoreOptions options) : loop_(loop), options_(std::move(options)) {}
   Status Init();
   void DrainInotify();
   void AddWatches();
@@ -95,14 +95,13 @@ class PolicyStore {
   void Install(JobResult result);
   Snapshot MakeSnapshot() const;
 
-  ServeLoop& loop_;
+  event::Loop& loop_;
   StoreOptions options_;
   UniqueFd inotify_;
   // Watches on the parent of a missing directory: only these names count.
   std::map<int, std::set<std::string>> parent_filters_;
-  FdWatch inotify_watch_;
-  UniqueFd done_event_;  // eventfd: the worker finished
-  FdWatch done_watch_;
+  event::FdWatch inotify_watch_;
+  event::Waker done_waker_;  // the worker finished (Wake() from the worker thread)
 
   uint64_t change_gen_ = 1;  // bumped by every inotify batch
   uint64_t loaded_gen_ = 0;

@@ -1,25 +1,20 @@
 #include "admin/server.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 
 #include "base/escape_filter.h"
 #include "base/log.h"
+#include "base/sys.h"
 
 namespace qrexec::admin {
 
-Server::Server(PollLoop& loop) : Server(loop, Options{}) {}
-Server::Server(PollLoop& loop, Options options) : loop_(loop), options_(options) {}
+Server::Server(event::Loop& loop) : Server(loop, Options{}) {}
+Server::Server(event::Loop& loop, Options options) : loop_(loop), options_(options) {}
 
-Server::~Server() {
-  for (auto& [fd, watch] : listeners_) loop_.Unwatch(watch);
-  for (auto& [id, connection] : connections_) {
-    loop_.Unwatch(connection.watch);
-    loop_.CancelTimer(connection.timer);
-  }
-}
+// The watches and timers unregister themselves with their connections.
+Server::~Server() = default;
 
 void Server::Handle(std::string method, Handler handler) {
   handlers_[std::move(method)] = std::move(handler);
@@ -35,8 +30,12 @@ Status Server::Listen(const std::string& path) {
 void Server::AddListener(UniqueFd listen_fd) {
   int raw = listen_fd.get();
   (void)sys::SetNonBlocking(raw, true);
-  PollLoop::Id watch = loop_.Watch(raw, POLLIN, [this, raw](short) { OnAcceptable(raw); });
-  listeners_.emplace_back(std::move(listen_fd), watch);
+  auto watch = loop_.WatchFd(raw, event::Interest::Read(), [this, raw](event::Ready) { OnAcceptable(raw); });
+  if (!watch) {
+    LOG_ERROR("admin socket: cannot watch the listening socket: {}", watch.error().ToString());
+    return;
+  }
+  listeners_.emplace_back(std::move(listen_fd), std::move(*watch));
 }
 
 void Server::OnAcceptable(int listen_fd) {
@@ -54,21 +53,28 @@ void Server::OnAcceptable(int listen_fd) {
     uint64_t id = next_connection_++;
     Connection& connection = connections_[id];
     connection.fd = std::move(*fd);
-    connection.watch = loop_.Watch(connection.fd.get(), POLLIN,
-                                   [this, id](short revents) { OnConnectionEvent(id, revents); });
-    connection.timer = loop_.After(options_.read_timeout, [this, id] {
+    auto watch = loop_.WatchFd(connection.fd.get(), event::Interest::Read(),
+                               [this, id](event::Ready ready) { OnConnectionEvent(id, ready); });
+    auto timer = loop_.AddTimer(options_.read_timeout, [this, id] {
       auto it = connections_.find(id);
       if (it == connections_.end()) return;
-      it->second.timer = 0;
       if (!it->second.dispatched) {
         LOG_WARNING("admin socket: client did not finish its request in time");
         Close(id);
       }
     });
+    if (!watch || !timer) {
+      LOG_ERROR("admin socket: cannot watch a connection: {}",
+                (!watch ? watch.error() : timer.error()).ToString());
+      connections_.erase(id);  // closes it
+      continue;
+    }
+    connection.watch = std::move(*watch);
+    connection.timer = std::move(*timer);
   }
 }
 
-void Server::OnConnectionEvent(uint64_t id, short revents) {
+void Server::OnConnectionEvent(uint64_t id, event::Ready ready) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;
   Connection& connection = it->second;
@@ -93,7 +99,7 @@ void Server::OnConnectionEvent(uint64_t id, short revents) {
   }
   if (connection.output.empty()) {
     // Waiting for a deferred handler; the client hung up?
-    if (revents & (POLLHUP | POLLERR)) Close(id);
+    if (ready.hangup || ready.error) Close(id);
     return;
   }
   std::span<const char> rest(connection.output.data() + connection.written,
@@ -111,7 +117,12 @@ void Server::OnConnectionEvent(uint64_t id, short revents) {
 void Server::Dispatch(uint64_t id) {
   Connection& connection = connections_.at(id);
   connection.dispatched = true;
-  loop_.SetEvents(connection.watch, 0);  // POLLHUP/POLLERR still arrive
+  // Only a full hang-up or an error is reported while the handler works.
+  if (auto status = connection.watch.SetInterest(event::Interest::HangupOnly()); !status) {
+    LOG_ERROR("admin socket: {}", status.error().ToString());
+    Close(id);
+    return;
+  }
   auto request = DecodeRequest(connection.input);
   connection.input.clear();
   if (!request) {
@@ -138,22 +149,21 @@ void Server::SendReply(uint64_t id, const Reply& reply) {
   if (it == connections_.end() || !it->second.output.empty()) return;
   Connection& connection = it->second;
   connection.output = EncodeReply(reply);
-  loop_.SetEvents(connection.watch, POLLOUT);
-  loop_.CancelTimer(connection.timer);
-  connection.timer = loop_.After(options_.write_timeout, [this, id] {
-    auto found = connections_.find(id);
-    if (found == connections_.end()) return;
-    found->second.timer = 0;
+  connection.timer.Reset();
+  auto status = connection.watch.SetInterest(event::Interest::Write());
+  auto timer = loop_.AddTimer(options_.write_timeout, [this, id] { Close(id); });
+  if (!status || !timer) {
+    LOG_ERROR("admin socket: {}", (!status ? status.error() : timer.error()).ToString());
     Close(id);
-  });
+    return;
+  }
+  connection.timer = std::move(*timer);
 }
 
 void Server::Close(uint64_t id) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;
-  loop_.Unwatch(it->second.watch);
-  if (it->second.timer != 0) loop_.CancelTimer(it->second.timer);
-  connections_.erase(it);
+  connections_.erase(it);  // its watch and timer go with it
 }
 
 }  // namespace qrexec::admin

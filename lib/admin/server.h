@@ -1,7 +1,7 @@
 // qubesd-compatible socket server: accepts connections on one or more Unix
 // sockets, reads one request per connection until the client half-closes
 // (bounded size and time), dispatches it to the handler registered for its
-// method and writes the reply, then closes. Runs on a PollLoop; a slow or bad
+// method and writes the reply, then closes. Runs on an event::Loop; a slow or bad
 // client affects only its own connection.
 #pragma once
 
@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "admin/poll_loop.h"
 #include "admin/protocol.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "event/loop.h"
 
 namespace qrexec::admin {
 
@@ -33,8 +33,8 @@ class Server {
     std::chrono::milliseconds write_timeout{10000};
   };
 
-  explicit Server(PollLoop& loop);
-  Server(PollLoop& loop, Options options);
+  explicit Server(event::Loop& loop);
+  Server(event::Loop& loop, Options options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -56,19 +56,19 @@ class Server {
     std::string output;
     size_t written = 0;
     bool dispatched = false;
-    PollLoop::Id watch = 0;
-    PollLoop::Id timer = 0;
+    event::FdWatch watch;  // declared after fd: unregistered before it closes
+    event::Timer timer;
   };
 
   void OnAcceptable(int listen_fd);
-  void OnConnectionEvent(uint64_t id, short revents);
+  void OnConnectionEvent(uint64_t id, event::Ready ready);
   void Dispatch(uint64_t id);
   void SendReply(uint64_t id, const Reply& reply);
   void Close(uint64_t id);
 
-  PollLoop& loop_;
+  event::Loop& loop_;
   Options options_;
-  std::vector<std::pair<UniqueFd, PollLoop::Id>> listeners_;
+  std::vector<std::pair<UniqueFd, event::FdWatch>> listeners_;
   std::map<std::string, Handler> handlers_;
   std::map<uint64_t, Connection> connections_;
   uint64_t next_connection_ = 1;

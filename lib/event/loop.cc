@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 #include <vector>
 
 #include "base/check.h"
@@ -40,7 +42,10 @@ uint32_t EpollMask(Interest interest) {
   return mask;
 }
 
+// Readable or writable interest (what a regular file is always ready for).
 bool Any(Interest interest) { return interest.read || interest.write; }
+// Any interest at all: the fd belongs in the epoll set.
+bool Watched(Interest interest) { return Any(interest) || interest.hangup; }
 
 Ready FromEpoll(uint32_t events) {
   Ready ready;
@@ -173,16 +178,19 @@ void Loop::Remove(uint64_t id) {
 }
 
 Status Loop::ApplyInterest(Entry& entry, Interest interest) {
-  if (entry.interest.read == interest.read && entry.interest.write == interest.write) return Ok();
+  if (entry.interest.read == interest.read && entry.interest.write == interest.write &&
+      entry.interest.hangup == interest.hangup)
+    return Ok();
   if (entry.in_epoll) {
     // An fd with no interest leaves the set entirely: epoll reports HUP/ERR
     // even with an empty mask, which would make a parked fd spin the loop.
+    // HangupOnly() stays in the set with exactly that empty mask.
     epoll_event ev{};
     ev.events = EpollMask(interest);
     ev.data.u64 = entry.id;
-    int op = !Any(interest) ? EPOLL_CTL_DEL : entry.in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int op = !Watched(interest) ? EPOLL_CTL_DEL : entry.in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (::epoll_ctl(epoll_fd_.get(), op, entry.fd, &ev) != 0) return ErrnoError("epoll_ctl");
-    entry.in_set = Any(interest);
+    entry.in_set = Watched(interest);
   } else {
     if (Any(entry.interest)) --always_ready_count_;
     if (Any(interest)) ++always_ready_count_;
@@ -206,7 +214,7 @@ Result<uint64_t> Loop::RegisterFd(int fd, Interest interest, std::function<void(
   if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) {
     entry->in_epoll = true;
     entry->in_set = true;
-    if (!Any(interest)) {
+    if (!Watched(interest)) {
       ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
       entry->in_set = false;
     }
@@ -219,6 +227,19 @@ Result<uint64_t> Loop::RegisterFd(int fd, Interest interest, std::function<void(
   return AddEntry(std::move(entry));
 }
 
+Result<uint64_t> Loop::RegisterCounterFd(UniqueFd fd, std::function<void()> callback) {
+  int raw = fd.get();
+  auto cb = std::make_shared<std::function<void()>>(std::move(callback));
+  return RegisterFd(
+      raw, Interest::Read(),
+      [raw, cb](Ready) {
+        uint64_t count = 0;  // reading resets the counter
+        if (::read(raw, &count, sizeof count) != sizeof count) return;
+        (*cb)();
+      },
+      std::move(fd));
+}
+
 Result<FdWatch> Loop::WatchFd(int fd, Interest interest, FdWatch::Callback callback) {
   auto id = RegisterFd(fd, interest, std::move(callback), UniqueFd());
   if (!id) return tl::unexpected(id.error());
@@ -228,16 +249,7 @@ Result<FdWatch> Loop::WatchFd(int fd, Interest interest, FdWatch::Callback callb
 Result<Timer> Loop::AddTimer(Timer::Callback callback) {
   UniqueFd tfd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (!tfd.valid()) return ErrnoError("timerfd_create");
-  int raw = tfd.get();
-  auto cb = std::make_shared<Timer::Callback>(std::move(callback));
-  auto id = RegisterFd(
-      raw, Interest::Read(),
-      [raw, cb](Ready) {
-        uint64_t expirations = 0;
-        if (::read(raw, &expirations, sizeof expirations) != sizeof expirations) return;
-        (*cb)();
-      },
-      std::move(tfd));
+  auto id = RegisterCounterFd(std::move(tfd), std::move(callback));
   if (!id) return tl::unexpected(id.error());
   return Timer(this, *id);
 }
@@ -316,11 +328,37 @@ Result<ChildWatch> Loop::WatchChild(pid_t pid, ChildWatch::Callback callback) {
   return ChildWatch(this, *id);
 }
 
+Result<Waker> Loop::AddWaker(Waker::Callback callback) {
+  UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!efd.valid()) return ErrnoError("eventfd");
+  int raw = efd.get();
+  auto id = RegisterCounterFd(std::move(efd), std::move(callback));
+  if (!id) return tl::unexpected(id.error());
+  return Waker(this, *id, raw);
+}
+
+void Waker::Wake() const {
+  QREXEC_CHECK(fd_ >= 0);
+  uint64_t one = 1;
+  // EAGAIN only when the counter is about to overflow: a wake-up is pending.
+  (void)!::write(fd_, &one, sizeof one);
+}
+
+void Loop::Post(std::function<void()> task) { posted_.push_back(std::move(task)); }
+
 Result<int> Loop::RunOnce(std::chrono::milliseconds timeout) {
+  int ran = 0;
+  while (!posted_.empty()) {
+    auto tasks = std::exchange(posted_, {});
+    for (auto& task : tasks) {
+      task();
+      ++ran;
+    }
+  }
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
   int timeout_ms = timeout.count() < 0 ? -1 : static_cast<int>(timeout.count());
-  if (always_ready_count_ > 0) timeout_ms = 0;
+  if (always_ready_count_ > 0 || ran > 0) timeout_ms = 0;
   int n;
   do {
     n = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, timeout_ms);
@@ -341,11 +379,10 @@ Result<int> Loop::RunOnce(std::chrono::milliseconds timeout) {
       }
     }
   }
-  int ran = 0;
   for (auto& [id, ready] : batch) {
     Entry* entry = Find(id);
     if (entry == nullptr) continue;  // removed by an earlier callback
-    if (!Any(entry->interest)) continue;
+    if (!Watched(entry->interest)) continue;
     auto callback = entry->callback;  // keeps the function alive during the call
     (*callback)(ready);
     ++ran;

@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -48,13 +49,22 @@ struct Ready {
 
 // Interest of an FdWatch. Hang-up and error are always reported while any
 // interest is set; with no interest at all the fd is parked (no callbacks).
+//
+// `hangup` alone (HangupOnly()) keeps the fd in the epoll set with an empty
+// mask: only a full hang-up (EPOLLHUP, both directions closed) or an error
+// is reported, never readability nor a half-close. For a connection that
+// waits for something else (a deferred answer) but must notice that its
+// client went away; the callback should then close it, as a hung-up fd stays
+// ready. It has no effect on regular files (they never hang up).
 struct Interest {
   bool read = false;
   bool write = false;
+  bool hangup = false;
   static Interest Read() { return {true, false}; }
   static Interest Write() { return {false, true}; }
   static Interest Both() { return {true, true}; }
   static Interest None() { return {false, false}; }
+  static Interest HangupOnly() { return {false, false, true}; }
 };
 
 // Common base of all handles: a registration id in a Loop. Moving transfers
@@ -142,6 +152,23 @@ class ChildWatch : public Registration {
   using Registration::Registration;
 };
 
+// Lets another thread wake the loop (an eventfd). Wake() is the only member
+// that may be called from another thread, and only while the handle exists
+// (the owner joins its thread before destroying it). The callback runs on the
+// loop thread, once for any number of Wake() calls since it last ran.
+class Waker : public Registration {
+ public:
+  using Callback = std::function<void()>;
+  Waker() = default;
+  // Thread-safe; async-signal-safe too (one write(2)).
+  void Wake() const;
+
+ private:
+  friend class Loop;
+  Waker(Loop* loop, uint64_t id, int fd) : Registration(loop, id), fd_(fd) {}
+  int fd_ = -1;
+};
+
 class Loop {
  public:
   // Aborts (CHECK) if epoll_create1 fails; use Create() to get an error.
@@ -161,12 +188,23 @@ class Loop {
   Result<SignalWatch> WatchSignal(int signo, SignalWatch::Callback callback);
   // `pid` must be our child and not yet reaped. kNotFound if it is gone.
   Result<ChildWatch> WatchChild(pid_t pid, ChildWatch::Callback callback);
+  // A cross-thread wake-up (see Waker).
+  Result<Waker> AddWaker(Waker::Callback callback);
+
+  // Runs `task` once on the loop thread at the start of the next iteration
+  // (the next RunOnce(), which then does not sleep), after the current batch
+  // of events. Tasks posted by a task run in the same iteration, in order.
+  // Fire-and-forget: a task cannot be cancelled, so it must not capture
+  // anything that may be destroyed before the next iteration. Tasks still
+  // pending when the Loop is destroyed are dropped without running.
+  void Post(std::function<void()> task);
 
   // Runs until Quit() (a Quit() from before this call is forgotten).
   // Returns an error only when epoll_wait itself fails.
   Status Run();
-  // Waits at most `timeout` (negative = forever, zero = poll) for events,
-  // dispatches them, and returns how many callbacks ran.
+  // Runs the posted tasks, then waits at most `timeout` (negative = forever,
+  // zero = poll; zero as well when a task ran) for events, dispatches them,
+  // and returns how many callbacks and tasks ran.
   Result<int> RunOnce(std::chrono::milliseconds timeout);
   // Makes Run() return after the current iteration. Callable from callbacks.
   void Quit() { quit_ = true; }
@@ -186,11 +224,14 @@ class Loop {
   Status ApplyInterest(Entry& entry, Interest interest);
   Result<uint64_t> RegisterFd(int fd, Interest interest, std::function<void(Ready)> callback,
                               UniqueFd owned);
+  // An owned timerfd or eventfd: reads its 8-byte counter, then calls back.
+  Result<uint64_t> RegisterCounterFd(UniqueFd fd, std::function<void()> callback);
 
   UniqueFd epoll_fd_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Entry>> entries_;
   size_t always_ready_count_ = 0;  // entries on regular files with interest
+  std::vector<std::function<void()>> posted_;
   bool quit_ = false;
 };
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -212,6 +213,101 @@ TEST(Loop, HandlesAreMovable) {
   ASSERT_TRUE(sys::WriteAll(pair->second.get(), "x"));
   RunUntil(loop, [&] { return calls == 1; });
   outer.Reset();
+  EXPECT_EQ(loop.registration_count(), 0u);
+}
+
+TEST(Loop, HangupOnlyIgnoresDataAndHalfCloseButReportsAFullClose) {
+  Loop loop;
+  auto pair = sys::SocketPair(true);
+  ASSERT_TRUE(pair);
+  int calls = 0;
+  Ready last;
+  auto watch = loop.WatchFd(pair->first.get(), Interest::HangupOnly(), [&](Ready ready) {
+    ++calls;
+    last = ready;
+  });
+  ASSERT_TRUE(watch);
+  ASSERT_TRUE(sys::WriteAll(pair->second.get(), "unread"));
+  ASSERT_EQ(::shutdown(pair->second.get(), SHUT_WR), 0);
+  ASSERT_TRUE(loop.RunOnce(milliseconds(50)));
+  EXPECT_EQ(calls, 0);
+  pair->second.reset();
+  RunUntil(loop, [&] { return calls > 0; });
+  EXPECT_TRUE(last.hangup);
+  EXPECT_FALSE(last.readable);
+  // Back to read interest and to parked work as usual.
+  ASSERT_TRUE(watch->SetInterest(Interest::Read()));
+  EXPECT_TRUE(watch->interest().read);
+  ASSERT_TRUE(watch->SetInterest(Interest::None()));
+  calls = 0;
+  ASSERT_TRUE(loop.RunOnce(milliseconds(20)));
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(Loop, PostedTasksRunOnTheNextIterationInOrderWithoutSleeping) {
+  Loop loop;
+  std::string order;
+  loop.Post([&] {
+    order += "a";
+    loop.Post([&] { order += "c"; });
+  });
+  loop.Post([&] { order += "b"; });
+  EXPECT_EQ(order, "");
+  auto start = std::chrono::steady_clock::now();
+  auto ran = loop.RunOnce(milliseconds(10000));
+  ASSERT_TRUE(ran);
+  EXPECT_EQ(*ran, 3);
+  EXPECT_EQ(order, "abc");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));  // hang bound
+}
+
+TEST(Loop, QuitFromAPostedTaskEndsRun) {
+  Loop loop;
+  int ran = 0;
+  loop.Post([&] {
+    ++ran;
+    loop.Quit();
+  });
+  ASSERT_TRUE(loop.Run());
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(Loop, PendingPostedTasksAreDroppedWithTheLoop) {
+  int ran = 0;
+  {
+    Loop loop;
+    loop.Post([&] { ++ran; });
+  }
+  EXPECT_EQ(ran, 0);
+}
+
+TEST(Loop, WakerCalledFromAnotherThreadRunsItsCallbackOnTheLoop) {
+  Loop loop;
+  int calls = 0;
+  std::thread::id callback_thread;
+  auto waker = loop.AddWaker([&] {
+    ++calls;
+    callback_thread = std::this_thread::get_id();
+  });
+  ASSERT_TRUE(waker);
+  std::thread other([&] {
+    waker->Wake();
+    waker->Wake();
+  });
+  other.join();
+  RunUntil(loop, [&] { return calls > 0; });
+  EXPECT_EQ(calls, 1);  // two wake-ups before the loop ran: one callback
+  EXPECT_EQ(callback_thread, std::this_thread::get_id());
+  ASSERT_TRUE(loop.RunOnce(milliseconds(20)));
+  EXPECT_EQ(calls, 1);
+  std::thread again([&] { waker->Wake(); });
+  again.join();
+  RunUntil(loop, [&] { return calls == 2; });
+  Waker moved = std::move(*waker);
+  EXPECT_TRUE(moved.active());
+  moved.Wake();
+  RunUntil(loop, [&] { return calls == 3; });
+  moved.Reset();
   EXPECT_EQ(loop.registration_count(), 0u);
 }
 

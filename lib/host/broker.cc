@@ -1,6 +1,5 @@
 #include "host/broker.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -41,18 +40,12 @@ Result<UniqueFd> BrokerRequestChannel(const std::string& broker_socket, const Br
   return std::move(got->second);
 }
 
-Broker::Broker(admin::PollLoop& loop) : Broker(loop, Options{}) {}
-Broker::Broker(admin::PollLoop& loop, Options options) : loop_(loop), options_(options) {}
+Broker::Broker(event::Loop& loop) : Broker(loop, Options{}) {}
+Broker::Broker(event::Loop& loop, Options options) : loop_(loop), options_(options) {}
 
 Broker::~Broker() {
-  for (auto& [id, connection] : connections_) {
-    loop_.Unwatch(connection.watch);
-    if (connection.timer != 0) loop_.CancelTimer(connection.timer);
-  }
-  for (auto& [domain, entry] : domains_) {
-    loop_.Unwatch(entry.watch);
-    ::unlink(entry.socket_path.c_str());
-  }
+  // The watches and timers unregister themselves with their entries.
+  for (auto& [domain, entry] : domains_) ::unlink(entry.socket_path.c_str());
 }
 
 Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path) {
@@ -65,16 +58,22 @@ Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::st
   entry.name = name;
   entry.socket_path = socket_path;
   entry.listen_fd = std::move(*fd);
-  entry.watch = loop_.Watch(entry.listen_fd.get(), POLLIN, [this, domain](short) { OnAcceptable(domain); });
+  auto watch = loop_.WatchFd(entry.listen_fd.get(), event::Interest::Read(),
+                             [this, domain](event::Ready) { OnAcceptable(domain); });
+  if (!watch) {
+    ::unlink(socket_path.c_str());
+    domains_.erase(domain);
+    return tl::unexpected(watch.error());
+  }
+  entry.watch = std::move(*watch);
   return Ok();
 }
 
 void Broker::RemoveDomain(uint32_t domain) {
   auto it = domains_.find(domain);
   if (it == domains_.end()) return;
-  loop_.Unwatch(it->second.watch);
   ::unlink(it->second.socket_path.c_str());
-  domains_.erase(it);
+  domains_.erase(it);  // its watch goes with it
   std::vector<uint64_t> from, waiting_for;
   for (const auto& [id, connection] : connections_) {
     if (connection.domain == domain) {
@@ -119,14 +118,21 @@ void Broker::OnAcceptable(uint32_t domain) {
       Answer(id, EAGAIN);
       continue;
     }
-    connection.watch = loop_.Watch(connection.fd.get(), POLLIN, [this, id](short) { OnReadable(id); });
-    connection.timer = loop_.After(options_.request_timeout, [this, id] {
+    auto watch = loop_.WatchFd(connection.fd.get(), event::Interest::Read(),
+                               [this, id](event::Ready) { OnReadable(id); });
+    auto timer = loop_.AddTimer(options_.request_timeout, [this, id] {
       auto it = connections_.find(id);
       if (it == connections_.end()) return;
-      it->second.timer = 0;
       LOG_WARNING("broker: {} did not send its request in time", NameOf(it->second.domain));
       Drop(id);
     });
+    if (!watch || !timer) {
+      LOG_ERROR("broker: cannot watch a connection: {}", (!watch ? watch.error() : timer.error()).ToString());
+      Drop(id);
+      continue;
+    }
+    connection.watch = std::move(*watch);
+    connection.timer = std::move(*timer);
   }
 }
 
@@ -171,10 +177,7 @@ void Broker::OnReadable(uint64_t id) {
 
 void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
   Connection& connection = connections_.at(id);
-  if (connection.timer != 0) {
-    loop_.CancelTimer(connection.timer);
-    connection.timer = 0;
-  }
+  connection.timer.Reset();
   uint32_t own = connection.domain;  // from the listening socket: the only identity
   uint32_t remote = request.remote_domain;
   uint32_t port = request.port;
@@ -245,8 +248,6 @@ void Broker::Drop(uint64_t id) {
     auto found = map.find(connection.key);
     if (found != map.end() && found->second == id) map.erase(found);
   }
-  if (connection.watch != 0) loop_.Unwatch(connection.watch);
-  if (connection.timer != 0) loop_.CancelTimer(connection.timer);
   auto domain = domains_.find(connection.domain);
   if (domain != domains_.end() && domain->second.pending > 0) --domain->second.pending;
   connections_.erase(it);

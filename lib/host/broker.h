@@ -17,10 +17,10 @@
 #include <string>
 #include <tuple>
 
-#include "admin/poll_loop.h"
 #include "base/result.h"
 #include "base/sys.h"
 #include "base/unique_fd.h"
+#include "event/loop.h"
 #include "vchan/broker_wire.h"
 
 namespace qrexec::host {
@@ -52,8 +52,8 @@ class Broker {
     std::chrono::milliseconds request_timeout{10000};
   };
 
-  explicit Broker(admin::PollLoop& loop);
-  Broker(admin::PollLoop& loop, Options options);
+  explicit Broker(event::Loop& loop);
+  Broker(event::Loop& loop, Options options);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -79,7 +79,7 @@ class Broker {
     std::string name;
     std::string socket_path;
     UniqueFd listen_fd;
-    admin::PollLoop::Id watch = 0;
+    event::FdWatch watch;  // after listen_fd: unregistered before it closes
     size_t pending = 0;
   };
   struct Connection {
@@ -90,8 +90,8 @@ class Broker {
     bool waiting = false;  // decoded, valid, waiting for its peer
     BrokerOp op = BrokerOp::kOffer;
     Key key{};
-    admin::PollLoop::Id watch = 0;
-    admin::PollLoop::Id timer = 0;
+    event::FdWatch watch;  // after fd: unregistered before it closes
+    event::Timer timer;
   };
 
   void OnAcceptable(uint32_t domain);
@@ -102,7 +102,7 @@ class Broker {
   void Drop(uint64_t id);
   const std::string& NameOf(uint32_t domain) const;
 
-  admin::PollLoop& loop_;
+  event::Loop& loop_;
   Options options_;
   std::map<uint32_t, DomainEntry> domains_;
   std::map<uint64_t, Connection> connections_;

@@ -66,7 +66,7 @@ class BrokerTest : public ::testing::Test {
   }
 
   std::string dir_;
-  admin::PollLoop loop_;
+  event::Loop loop_;
 };
 
 TEST(BrokerRequestCodec, DecodesItsOwnEncoding) {

@@ -1,7 +1,6 @@
 #include "host/host.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,7 +76,7 @@ HostPaths::HostPaths(std::string state) : state_dir(std::move(state)) {
   policy_exec_wrapper = run_dir + "/qrexec-policy-exec";
 }
 
-Host::Host(admin::PollLoop& loop, HostOptions options)
+Host::Host(event::Loop& loop, HostOptions options)
     : loop_(loop), options_(std::move(options)), paths_(options_.config.state_dir), broker_(loop) {
   uint32_t id = 1;
   for (const auto& config : options_.config.domains) {
@@ -141,12 +140,9 @@ void Host::Shutdown() {
   for (const auto& domain : domains_)
     if (domain->dynamic) dynamic.push_back(domain->config.name);
   for (const auto& name : dynamic) StopDomain(name, "host shutdown");
-  for (auto timer : helper_timers_) loop_.CancelTimer(timer);  // fired ones: no-op
   helper_timers_.clear();
-  for (auto* watch : {&policy_daemon_watch_, &policy_agent_watch_}) {
-    if (*watch != 0) loop_.Unwatch(*watch);
-    *watch = 0;
-  }
+  policy_daemon_watch_.Reset();
+  policy_agent_watch_.Reset();
   if (policy_daemon_.valid()) policy_daemon_.Stop(2s);
   if (policy_agent_.valid()) policy_agent_.Stop(2s);
   qubesd_server_.reset();
@@ -238,7 +234,12 @@ void Host::Start(const std::string& ref, StartDone done) {
     return;
   }
   domain->start_deadline = sys::Clock::now() + options_.start_timeout;
-  domain->ready_timer = loop_.After(50ms, [this, name] { CheckReady(name); });
+  auto timer = loop_.AddTimer(50ms, [this, name] { CheckReady(name); });
+  if (!timer) {
+    FinishStart(name, tl::unexpected(timer.error()));
+    return;
+  }
+  domain->ready_timer = std::move(*timer);
 }
 
 Status Host::PrepareStorage(Domain& domain) {
@@ -325,7 +326,10 @@ Status Host::LaunchSandbox(Domain& domain) {
   if (!child) return tl::unexpected(child.error());
   domain.sandbox = std::move(*child);
   std::string name = config.name;
-  domain.sandbox_watch = loop_.Watch(domain.sandbox.pidfd(), POLLIN, [this, name](short) { OnSandboxExit(name); });
+  auto watch = loop_.WatchFd(domain.sandbox.pidfd(), event::Interest::Read(),
+                             [this, name](event::Ready) { OnSandboxExit(name); });
+  if (!watch) return tl::unexpected(watch.error());  // StopDomain ends the sandbox
+  domain.sandbox_watch = std::move(*watch);
   return Ok();
 }
 
@@ -357,34 +361,33 @@ Status Host::LaunchDaemon(Domain& domain) {
   if (!child) return tl::unexpected(child.error());
   domain.daemon = std::move(*child);
   std::string name = config.name;
-  domain.daemon_watch = loop_.Watch(domain.daemon.pidfd(), POLLIN, [this, name](short) {
+  auto watch = loop_.WatchFd(domain.daemon.pidfd(), event::Interest::Read(), [this, name](event::Ready) {
     Domain* d = Find(name);
     if (d == nullptr) return;
-    loop_.Unwatch(d->daemon_watch);
-    d->daemon_watch = 0;
+    d->daemon_watch.Reset();
     auto status = d->daemon.TryReap();
     LOG_WARNING("qrexec-daemon of {} exited ({})", name, status ? ExitCodeOf(*status) : -1);
     if (d->state == PowerState::kStarting)
       FinishStart(name, MakeError(ErrorKind::kInternal, "qrexec-daemon of " + name + " exited while starting"));
   });
+  if (!watch) return tl::unexpected(watch.error());  // StopDomain ends the daemon
+  domain.daemon_watch = std::move(*watch);
   return Ok();
 }
 
 void Host::CheckReady(const std::string& name) {
   Domain* domain = Find(name);
   if (domain == nullptr || domain->state != PowerState::kStarting) return;
-  domain->ready_timer = 0;
   if (SocketAnswers(paths_.DaemonSocket(name))) return FinishStart(name, Ok());
   if (sys::Clock::now() >= domain->start_deadline)
     return FinishStart(name, MakeError(ErrorKind::kTimedOut, name + ": the agent did not connect in time"));
-  domain->ready_timer = loop_.After(50ms, [this, name] { CheckReady(name); });
+  if (auto armed = domain->ready_timer.Arm(50ms); !armed) FinishStart(name, armed);
 }
 
 void Host::FinishStart(const std::string& name, Status status) {
   Domain* domain = Find(name);
   if (domain == nullptr) return;
-  if (domain->ready_timer != 0) loop_.CancelTimer(domain->ready_timer);
-  domain->ready_timer = 0;
+  domain->ready_timer.Reset();
   auto waiters = std::move(domain->waiters);
   domain->waiters.clear();
   if (status) {
@@ -429,10 +432,8 @@ Status Host::Kill(const std::string& ref) {
 void Host::StopDomain(const std::string& name, const std::string& why) {
   Domain* domain = Find(name);
   if (domain == nullptr) return;
-  if (domain->ready_timer != 0) loop_.CancelTimer(domain->ready_timer);
-  domain->ready_timer = 0;
-  if (domain->sandbox_watch != 0) loop_.Unwatch(domain->sandbox_watch);
-  domain->sandbox_watch = 0;
+  domain->ready_timer.Reset();
+  domain->sandbox_watch.Reset();
   // The daemon first, while its agent still answers: it exits at once.
   if (domain->daemon.valid()) domain->daemon.Signal(SIGTERM);
   if (domain->sandbox.valid()) {
@@ -447,8 +448,7 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
       if (!domain->sandbox.Wait(sys::Deadline::After(10s))) LOG_ERROR("the sandbox of {} did not end", name);
     }
   }
-  if (domain->daemon_watch != 0) loop_.Unwatch(domain->daemon_watch);
-  domain->daemon_watch = 0;
+  domain->daemon_watch.Reset();
   if (domain->daemon.valid()) domain->daemon.Stop(2s);
   broker_.RemoveDomain(domain->id);
   std::error_code ec;
@@ -520,18 +520,27 @@ void Host::StartPolicyAgent() {
   Supervise(policy_agent_, policy_agent_watch_, "qrexec-policy-agent", &Host::StartPolicyAgent);
 }
 
-void Host::Supervise(Child& child, admin::PollLoop::Id& watch, const std::string& what, void (Host::*restart)()) {
+void Host::Supervise(Child& child, event::FdWatch& watch, const std::string& what, void (Host::*restart)()) {
   constexpr int kMaxHelperRestarts = 5;
-  watch = loop_.Watch(child.pidfd(), POLLIN, [this, &child, &watch, what, restart](short) {
-    loop_.Unwatch(watch);
-    watch = 0;
+  auto watched = loop_.WatchFd(child.pidfd(), event::Interest::Read(), [this, &child, &watch, what, restart](event::Ready) {
+    watch.Reset();
     auto status = child.TryReap();
     LOG_ERROR("{} exited ({})", what, status ? ExitCodeOf(*status) : -1);
     if (shut_down_ || ++helper_restarts_ > kMaxHelperRestarts) return;
-    helper_timers_.push_back(loop_.After(std::chrono::seconds(1), [this, restart] {
+    auto timer = loop_.AddTimer(std::chrono::seconds(1), [this, restart] {
       if (!shut_down_) (this->*restart)();
-    }));
+    });
+    if (!timer) {
+      LOG_ERROR("cannot restart {}: {}", what, timer.error().ToString());
+      return;
+    }
+    helper_timers_.push_back(std::move(*timer));
   });
+  if (!watched) {
+    LOG_ERROR("cannot watch {}: {}", what, watched.error().ToString());
+    return;
+  }
+  watch = std::move(*watched);
 }
 
 void Host::StartPolicyDaemon() {

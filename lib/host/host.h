@@ -2,7 +2,7 @@
 // broker and the bubblewrap launcher, the qrexec-daemon per running domain,
 // the policy daemon, and the qubesd-compatible admin socket.
 //
-// Everything runs on one PollLoop; nothing here blocks for long except Kill,
+// Everything runs on one event::Loop; nothing here blocks for long except Kill,
 // which waits (bounded) until every process of the domain is gone.
 #pragma once
 
@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "admin/poll_loop.h"
 #include "admin/server.h"
 #include "base/result.h"
+#include "event/loop.h"
 #include "host/broker.h"
 #include "host/config.h"
 #include "host/process.h"
@@ -72,7 +72,7 @@ class Host {
  public:
   using StartDone = std::function<void(Status)>;
 
-  Host(admin::PollLoop& loop, HostOptions options);
+  Host(event::Loop& loop, HostOptions options);
   ~Host();
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
@@ -122,13 +122,13 @@ class Host {
   Status WritePolicyExecWrapper();
   // Watches a helper (policy daemon or agent): logs its exit and starts it
   // again after a second, at most kMaxHelperRestarts times.
-  void Supervise(Child& child, admin::PollLoop::Id& watch, const std::string& what, void (Host::*restart)());
+  void Supervise(Child& child, event::FdWatch& watch, const std::string& what, void (Host::*restart)());
   void RegisterHandlers(admin::Server& server, bool control);
   std::string Program(const std::string& name) const { return options_.bin_dir + "/" + name; }
   std::vector<std::string> DaemonEnvironment() const;
   const DomainConfig* ConfigOf(const std::string& name) const;
 
-  admin::PollLoop& loop_;
+  event::Loop& loop_;
   HostOptions options_;
   HostPaths paths_;
   Broker broker_;
@@ -137,10 +137,10 @@ class Host {
   std::vector<std::unique_ptr<Domain>> domains_;
   Child policy_daemon_;
   Child policy_agent_;
-  admin::PollLoop::Id policy_daemon_watch_ = 0;
-  admin::PollLoop::Id policy_agent_watch_ = 0;
+  event::FdWatch policy_daemon_watch_;  // after the children: unregistered first
+  event::FdWatch policy_agent_watch_;
   int helper_restarts_ = 0;
-  std::vector<admin::PollLoop::Id> helper_timers_;
+  std::vector<event::Timer> helper_timers_;
   uint32_t next_dynamic_id_ = 0;
   // dispN numbers are never reused while the host runs, as in Qubes: each
   // disposable is a new domain, also by name.

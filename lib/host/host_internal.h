@@ -16,9 +16,10 @@ struct Host::Domain {
   std::string scratch_dir;  // a disposable's storage, removed when it stops
   Child sandbox;
   Child daemon;
-  admin::PollLoop::Id sandbox_watch = 0;
-  admin::PollLoop::Id daemon_watch = 0;
-  admin::PollLoop::Id ready_timer = 0;
+  // Declared after the children: unregistered before their pidfds close.
+  event::FdWatch sandbox_watch;  // sandbox.pidfd()
+  event::FdWatch daemon_watch;   // daemon.pidfd()
+  event::Timer ready_timer;
   sys::Clock::time_point start_deadline;
   std::vector<StartDone> waiters;
 

@@ -88,7 +88,7 @@ class HostTest : public ::testing::Test {
 
   std::string dir_;
   std::string fake_bwrap_;
-  admin::PollLoop loop_;
+  event::Loop loop_;
   std::unique_ptr<Host> host_;
 };
 
@@ -151,10 +151,10 @@ TEST_F(HostTest, CreatesDisposablesThatAreDestroyedWhenKilled) {
   auto kill2 = Call("admin.vm.Kill", "disp2");
   ASSERT_TRUE(kill2 && kill2->ok);
   EXPECT_FALSE(host_->Exists("disp2"));
-  // dom0 uses the host's default_dispvm.
+  // dom0 uses the host's default_dispvm. dispN names are never reused.
   auto from_dom0 = Call("admin.vm.CreateDisposable", "dom0");
   ASSERT_TRUE(from_dom0 && from_dom0->ok);
-  EXPECT_EQ(from_dom0->payload, "disp1");
+  EXPECT_EQ(from_dom0->payload, "disp3");
 }
 
 TEST_F(HostTest, SystemInfoHasTheShapeThePolicyEngineReads) {

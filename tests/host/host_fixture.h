@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "admin/poll_loop.h"
+#include "event/loop.h"
 #include "host/host.h"
 
 namespace qrexec::host::testing {
@@ -49,7 +49,7 @@ class HostFixture : public ::testing::Test {
   static std::vector<std::string> MountsUnder(const std::string& prefix);
 
   std::string dir_;
-  admin::PollLoop loop_;
+  event::Loop loop_;
   std::unique_ptr<Host> host_;
 };
 
