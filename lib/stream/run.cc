@@ -9,10 +9,15 @@
 
 namespace qrexec::stream {
 
-Result<int> RunCaller(CallerConfig config) {
+namespace {
+
+// Runs one stream, started by `start` (Stream::StartCaller or StartService),
+// on a loop of its own until it ends.
+template <class Config, class Start>
+Result<int> RunToEnd(Start start, Config config) {
   event::Loop loop;
   std::optional<Result<int>> outcome;
-  auto stream = Stream::StartCaller(loop, std::move(config), [&](Result<int> r) {
+  auto stream = start(loop, std::move(config), [&](Result<int> r) {
     outcome = std::move(r);
     loop.Quit();
   });
@@ -24,19 +29,14 @@ Result<int> RunCaller(CallerConfig config) {
   return std::move(*outcome);
 }
 
+}  // namespace
+
+Result<int> RunCaller(CallerConfig config) {
+  return RunToEnd(&Stream::StartCaller, std::move(config));
+}
+
 Result<int> RunService(ServiceConfig config) {
-  event::Loop loop;
-  std::optional<Result<int>> outcome;
-  auto stream = Stream::StartService(loop, std::move(config), [&](Result<int> r) {
-    outcome = std::move(r);
-    loop.Quit();
-  });
-  if (!stream) return tl::unexpected(stream.error());
-  while (!outcome) {
-    if (auto ran = loop.Run(); !ran) return tl::unexpected(ran.error());
-  }
-  stream->reset();
-  return std::move(*outcome);
+  return RunToEnd(&Stream::StartService, std::move(config));
 }
 
 Result<uint32_t> Handshake(int vchan_fd, uint32_t own_version, const sys::Deadline& deadline) {
