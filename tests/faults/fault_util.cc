@@ -209,7 +209,9 @@ void FaultTest::SetUp() {
 
 void FaultTest::TearDown() {
   if (!qubes_) return;
-  // Sanitizer reports of the surviving processes (asan build) fail the test.
+  // Sanitizer reports of our processes (asan build), including leak reports
+  // at their exit on SIGTERM, fail the test.
+  qubes_->Stop();
   const std::string logs = qubes_->Logs();
   for (const char* report : {"ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"})
     EXPECT_EQ(logs.find(report), std::string::npos) << "sanitizer report in the logs: " << report;

@@ -66,14 +66,20 @@ MiniQubes::MiniQubes(std::vector<DomainSpec> domains, std::string policy) : poli
   SetPolicy(policy_);
 }
 
-MiniQubes::~MiniQubes() {
+MiniQubes::~MiniQubes() { Stop(); }
+
+void MiniQubes::Stop() {
   if (qubesd_thread_.joinable()) {
     qubesd_stop_.reset();  // wakes the thread (POLLHUP on the read end)
     qubesd_thread_.join();
   }
   std::lock_guard lock(mutex_);
   for (auto& [name, domain] : domains_) StopDomain(domain);
-  if (policy_daemon_) policy_daemon_->Kill(SIGTERM);
+  if (policy_daemon_) {
+    policy_daemon_->Kill(SIGTERM);
+    if (!policy_daemon_->Wait(std::chrono::seconds(2))) policy_daemon_->Kill(SIGKILL);
+    policy_daemon_.reset();
+  }
 }
 
 std::string MiniQubes::ServiceDir(const std::string& domain) const { return dir_ / (domain + "/rpc"); }

@@ -49,6 +49,10 @@ class MiniQubes {
   // Returns false (with a message in error()) if something did not come up.
   bool Start();
   const std::string& error() const { return error_; }
+  // Stops every process (SIGTERM, then SIGKILL after 2 s) and the fake
+  // qubesd, keeping the directory and its logs (the destructor does this
+  // too, then removes the directory).
+  void Stop();
 
   const std::string& root() const { return dir_.path(); }
   std::string ServiceDir(const std::string& domain) const;  // "dom0" for dom0 services
