@@ -77,7 +77,8 @@ Result<std::unique_ptr<PolicyServer>> PolicyServer::Create(event::Loop& loop, Po
 
 Status PolicyServer::StartSweeper() {
   constexpr std::chrono::seconds kEverySecond{1};
-  auto timer = loop_.AddTimer(kEverySecond, [this] { SweepSlowRequests(); }, kEverySecond);
+  auto timer = loop_.AddTimer(
+      kEverySecond, [this] { SweepSlowRequests(); }, kEverySecond);
   if (!timer) return tl::unexpected(timer.error());
   sweep_timer_ = std::move(*timer);
   return Ok();
@@ -99,7 +100,8 @@ Status PolicyServer::Listen(Kind kind, const std::string& path) {
   if (::chmod(path.c_str(), 0660) < 0) return ErrnoError("chmod " + path);
   auto listener = std::make_unique<Listener>(Listener{kind, std::move(*fd), {}, false});
   Listener* raw = listener.get();
-  auto watch = loop_.WatchFd(raw->fd.get(), event::Interest::Read(), [this, raw](event::Ready) { OnAccept(*raw); });
+  auto watch = loop_.WatchFd(raw->fd.get(), event::Interest::Read(),
+                             [this, raw](event::Ready) { OnAccept(*raw); });
   if (!watch) return tl::unexpected(watch.error());
   raw->watch = std::move(*watch);
   listeners_.push_back(std::move(listener));
@@ -134,7 +136,8 @@ void PolicyServer::OnAccept(Listener& listener) {
     conn->kind = listener.kind;
     conn->fd = std::move(*fd);
     conn->accepted = std::chrono::steady_clock::now();
-    auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::Read(), [this, id](event::Ready) { OnReadable(id); });
+    auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::Read(),
+                               [this, id](event::Ready) { OnReadable(id); });
     if (!watch) {
       LOG_WARNING("watch: {}", watch.error().ToString());
       continue;
@@ -252,12 +255,13 @@ void PolicyServer::WatchForHangup(uint64_t id, uint64_t call_id) {
   if (conn == nullptr) return;
   // Hang-up only: a full close of the client (EPOLLHUP) is reported; a client
   // that just half-closed still gets its answer.
-  auto watch = loop_.WatchFd(conn->fd.get(), event::Interest::HangupOnly(), [this, id, call_id](event::Ready ready) {
-    if (!ready.hangup && !ready.error) return;
-    LOG_INFO("client left while the user was being asked; dropping the question");
-    if (agent_calls_.erase(call_id) > 0) --pending_asks_;
-    Close(id);
-  });
+  auto watch = loop_.WatchFd(
+      conn->fd.get(), event::Interest::HangupOnly(), [this, id, call_id](event::Ready ready) {
+        if (!ready.hangup && !ready.error) return;
+        LOG_INFO("client left while the user was being asked; dropping the question");
+        if (agent_calls_.erase(call_id) > 0) --pending_asks_;
+        Close(id);
+      });
   if (watch) conn->watch = std::move(*watch);
 }
 

@@ -61,7 +61,8 @@ PolicyStore::~PolicyStore() {
 Status PolicyStore::Init() {
   inotify_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   if (!inotify_.valid()) return ErrnoError("inotify_init1");
-  auto watch = loop_.WatchFd(inotify_.get(), event::Interest::Read(), [this](event::Ready) { DrainInotify(); });
+  auto watch = loop_.WatchFd(inotify_.get(), event::Interest::Read(),
+                             [this](event::Ready) { DrainInotify(); });
   if (!watch) return tl::unexpected(watch.error());
   inotify_watch_ = std::move(*watch);
   auto done = loop_.AddWaker([this] { OnJobDone(); });

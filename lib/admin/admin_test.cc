@@ -185,7 +185,8 @@ TEST_F(AdminServerTest, ServesManyClientsWhileOneIsSlowAndOneIsDeferred) {
   // Until the Start request has arrived too: under load its thread may be
   // scheduled after all the others.
   auto limit = sys::Clock::now() + 20s;
-  while ((answered < 20 || !deferred) && sys::Clock::now() < limit) ASSERT_TRUE(loop_.RunOnce(50ms));
+  while ((answered < 20 || !deferred) && sys::Clock::now() < limit)
+    ASSERT_TRUE(loop_.RunOnce(50ms));
   EXPECT_EQ(answered, 20);
   EXPECT_FALSE(start_done);
   ASSERT_TRUE(deferred);

@@ -30,7 +30,8 @@ Status Server::Listen(const std::string& path) {
 void Server::AddListener(UniqueFd listen_fd) {
   int raw = listen_fd.get();
   (void)sys::SetNonBlocking(raw, true);
-  auto watch = loop_.WatchFd(raw, event::Interest::Read(), [this, raw](event::Ready) { OnAcceptable(raw); });
+  auto watch =
+      loop_.WatchFd(raw, event::Interest::Read(), [this, raw](event::Ready) { OnAcceptable(raw); });
   if (!watch) {
     LOG_ERROR("admin socket: cannot watch the listening socket: {}", watch.error().ToString());
     return;

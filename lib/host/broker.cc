@@ -127,7 +127,8 @@ void Broker::OnAcceptable(uint32_t domain) {
       Drop(id);
     });
     if (!watch || !timer) {
-      LOG_ERROR("broker: cannot watch a connection: {}", (!watch ? watch.error() : timer.error()).ToString());
+      LOG_ERROR("broker: cannot watch a connection: {}",
+                (!watch ? watch.error() : timer.error()).ToString());
       Drop(id);
       continue;
     }

@@ -361,15 +361,17 @@ Status Host::LaunchDaemon(Domain& domain) {
   if (!child) return tl::unexpected(child.error());
   domain.daemon = std::move(*child);
   std::string name = config.name;
-  auto watch = loop_.WatchFd(domain.daemon.pidfd(), event::Interest::Read(), [this, name](event::Ready) {
-    Domain* d = Find(name);
-    if (d == nullptr) return;
-    d->daemon_watch.Reset();
-    auto status = d->daemon.TryReap();
-    LOG_WARNING("qrexec-daemon of {} exited ({})", name, status ? ExitCodeOf(*status) : -1);
-    if (d->state == PowerState::kStarting)
-      FinishStart(name, MakeError(ErrorKind::kInternal, "qrexec-daemon of " + name + " exited while starting"));
-  });
+  auto watch =
+      loop_.WatchFd(domain.daemon.pidfd(), event::Interest::Read(), [this, name](event::Ready) {
+        Domain* d = Find(name);
+        if (d == nullptr) return;
+        d->daemon_watch.Reset();
+        auto status = d->daemon.TryReap();
+        LOG_WARNING("qrexec-daemon of {} exited ({})", name, status ? ExitCodeOf(*status) : -1);
+        if (d->state == PowerState::kStarting)
+          FinishStart(name, MakeError(ErrorKind::kInternal,
+                                      "qrexec-daemon of " + name + " exited while starting"));
+      });
   if (!watch) return tl::unexpected(watch.error());  // StopDomain ends the daemon
   domain.daemon_watch = std::move(*watch);
   return Ok();
@@ -520,22 +522,24 @@ void Host::StartPolicyAgent() {
   Supervise(policy_agent_, policy_agent_watch_, "qrexec-policy-agent", &Host::StartPolicyAgent);
 }
 
-void Host::Supervise(Child& child, event::FdWatch& watch, const std::string& what, void (Host::*restart)()) {
+void Host::Supervise(Child& child, event::FdWatch& watch, const std::string& what,
+                     void (Host::*restart)()) {
   constexpr int kMaxHelperRestarts = 5;
-  auto watched = loop_.WatchFd(child.pidfd(), event::Interest::Read(), [this, &child, &watch, what, restart](event::Ready) {
-    watch.Reset();
-    auto status = child.TryReap();
-    LOG_ERROR("{} exited ({})", what, status ? ExitCodeOf(*status) : -1);
-    if (shut_down_ || ++helper_restarts_ > kMaxHelperRestarts) return;
-    auto timer = loop_.AddTimer(std::chrono::seconds(1), [this, restart] {
-      if (!shut_down_) (this->*restart)();
-    });
-    if (!timer) {
-      LOG_ERROR("cannot restart {}: {}", what, timer.error().ToString());
-      return;
-    }
-    helper_timers_.push_back(std::move(*timer));
-  });
+  auto watched = loop_.WatchFd(
+      child.pidfd(), event::Interest::Read(), [this, &child, &watch, what, restart](event::Ready) {
+        watch.Reset();
+        auto status = child.TryReap();
+        LOG_ERROR("{} exited ({})", what, status ? ExitCodeOf(*status) : -1);
+        if (shut_down_ || ++helper_restarts_ > kMaxHelperRestarts) return;
+        auto timer = loop_.AddTimer(std::chrono::seconds(1), [this, restart] {
+          if (!shut_down_) (this->*restart)();
+        });
+        if (!timer) {
+          LOG_ERROR("cannot restart {}: {}", what, timer.error().ToString());
+          return;
+        }
+        helper_timers_.push_back(std::move(*timer));
+      });
   if (!watched) {
     LOG_ERROR("cannot watch {}: {}", what, watched.error().ToString());
     return;

@@ -122,7 +122,8 @@ class Host {
   Status WritePolicyExecWrapper();
   // Watches a helper (policy daemon or agent): logs its exit and starts it
   // again after a second, at most kMaxHelperRestarts times.
-  void Supervise(Child& child, event::FdWatch& watch, const std::string& what, void (Host::*restart)());
+  void Supervise(Child& child, event::FdWatch& watch, const std::string& what,
+                 void (Host::*restart)());
   void RegisterHandlers(admin::Server& server, bool control);
   std::string Program(const std::string& name) const { return options_.bin_dir + "/" + name; }
   std::vector<std::string> DaemonEnvironment() const;
