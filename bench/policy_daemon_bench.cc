@@ -175,9 +175,9 @@ int Main(int argc, char** argv) {
     std::printf("%-8d %10.1f %10.1f %10.1f %14.0f%s\n", rules, r.p50_us, r.p99_us, r.max_us,
                 r.burst_per_s, r.ok ? "" : "  (FAILED)");
   for (const auto& [rules, r] : results) {
-    report.Add(fmt::format("policy_sock_rtt_p50_{}_rules", rules), r.p50_us, "us");
-    report.Add(fmt::format("policy_sock_rtt_p99_{}_rules", rules), r.p99_us, "us");
-    report.Add(fmt::format("policy_sock_burst_4_clients_{}_rules", rules), r.burst_per_s,
+    report.Add(fmt::format("policy.sock_rtt.{}_rules.p50", rules), r.p50_us, "us");
+    report.Add(fmt::format("policy.sock_rtt.{}_rules.p99", rules), r.p99_us, "us");
+    report.Add(fmt::format("policy.sock_burst_4_clients.{}_rules", rules), r.burst_per_s,
                "round trips/s");
   }
   report.Note("goal: policy.sock p99 < 200 us at 10,000 rules");

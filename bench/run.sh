@@ -8,9 +8,9 @@ cd "$root"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for program in build/bench/*_bench; do
+for program in build/bench/*_bench bench/*_bench.sh; do
   [ -x "$program" ] || continue
-  name=$(basename "$program")
+  name=$(basename "$program" .sh)
   echo "== $name"
   if ! "$program" --json "$out/$name.json" ${BENCH_ARGS:-}; then
     echo "!! $name failed"

@@ -53,7 +53,11 @@ Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::st
     return MakeError(ErrorKind::kInternal, "broker: domain " + std::to_string(domain) + " already added");
   auto fd = sys::UnixListen(socket_path, 128, /*nonblocking=*/true);
   if (!fd) return tl::unexpected(fd.error());
-  if (::chmod(socket_path.c_str(), 0600) < 0) return ErrnoError("chmod " + socket_path);
+  // Inside a domain any user may open channels (qrexec-client-vm runs as the
+  // user), as with vchan in Qubes; on the host the socket lives in a 0700
+  // directory. dom0's socket is for the host's own (root) programs only.
+  mode_t mode = domain == 0 ? 0600 : 0666;
+  if (::chmod(socket_path.c_str(), mode) < 0) return ErrnoError("chmod " + socket_path);
   DomainEntry& entry = domains_[domain];
   entry.name = name;
   entry.socket_path = socket_path;

@@ -63,7 +63,10 @@ class CallTest : public HostFixture {
     ::chmod(path.c_str(), 0755);
   }
 
-  // Runs qrexec-client -d SOURCE root:qrexec-client-vm TARGET SERVICE in the
+  // The user qrexec-client-vm runs as inside SOURCE.
+  std::string caller_user_ = "root";
+
+  // Runs qrexec-client -d SOURCE USER:qrexec-client-vm TARGET SERVICE in the
   // host's loop until it exits. `during` runs once after `delay`.
   CallResult Call(const std::string& source, const std::string& target, const std::string& service,
                   const std::string& input = {}, std::chrono::milliseconds delay = 0ms,
@@ -72,7 +75,7 @@ class CallTest : public HostFixture {
     std::string in_path = dir_ + "/call.in";
     std::ofstream(in_path) << input;
     std::filesystem::remove(out_path);
-    std::string command = std::string("root:") + kSandboxBinDir + "/qrexec-client-vm " + target + " " + service;
+    std::string command = caller_user_ + ":" + kSandboxBinDir + "/qrexec-client-vm " + target + " " + service;
     SpawnOptions options;
     options.argv = {"/bin/sh", "-c",
                     std::string(QREXEC_BIN_DIR) + "/qrexec-client --socket-dir=" + host_->paths().daemon_socket_dir +
@@ -137,6 +140,18 @@ TEST_F(CallTest, AnAllowedCallAutostartsTheTargetAndConnectsTheStreams) {
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(result.output, "echo from vault for work\nsome input\n");
   EXPECT_EQ(RunningState("vault"), "Running");
+}
+
+// In Qubes qrexec-client-vm runs as the domain's user, not root: the
+// domain's broker socket must serve every user inside the domain.
+TEST_F(CallTest, TheDomainsOrdinaryUserCanMakeCalls) {
+  QREXEC_REQUIRE_CALL_PATH();
+  ASSERT_TRUE(MakeHost(config_, /*with_daemons=*/true));
+  ASSERT_TRUE(WaitRunning("work"));
+  caller_user_ = "user";
+  auto result = Call("work", "vault", "demo.Echo", "as user\n");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "echo from vault for work\nas user\n");
 }
 
 TEST_F(CallTest, ADeniedCallEndsWith126) {
