@@ -8,6 +8,7 @@
 #include "base/escape_filter.h"
 #include "base/log.h"
 #include "base/sys.h"
+#include "exec/command.h"
 #include "proto/framing.h"
 #include "stream/stream.h"
 #include "vchan/transport.h"
@@ -173,6 +174,27 @@ Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx
   for (int signo : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1}) ::signal(signo, SIG_DFL);
   sys::CloseFdsExcept(keep_fds);
   ::_exit(RunCallHandler(call, ctx));
+}
+
+CallPlan PlanCall(proto::ExecType type, proto::ExecParams peer, std::string_view command,
+                  exec::UserPrefix prefix, const exec::ExecContext& ctx) {
+  CallPlan call;
+  call.type = type;
+  call.peer = peer;
+  auto parsed = exec::ParseCommand(command, prefix);
+  if (!parsed) {
+    LOG_ERROR("invalid command: {}", SanitizeForLog(parsed.error().ToString()));
+    call.service = exec::kExitProblem;
+    return call;
+  }
+  auto plan = exec::PlanService(std::move(*parsed), ctx);
+  if (!plan) {
+    LOG_ERROR("cannot prepare the service: {}", SanitizeForLog(plan.error().ToString()));
+    call.service = exec::ExitCodeForError(plan.error());
+    return call;
+  }
+  call.service = std::move(*plan);
+  return call;
 }
 
 }  // namespace qrexec::agent

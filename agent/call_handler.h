@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <variant>
 
 #include "exec/service.h"
@@ -25,6 +26,13 @@ struct CallPlan {
   // the request could not be planned (bad command, bad rpc-config...).
   std::variant<exec::ServicePlan, int> service;
 };
+
+// Parses `command` (with or without the "user:" prefix: the agent gets it
+// with, the fork server without) and plans the service. Failures are logged
+// and become the exit value to report (125/127): a bad request still gets a
+// handler, so the caller learns the outcome instead of waiting.
+CallPlan PlanCall(proto::ExecType type, proto::ExecParams peer, std::string_view command,
+                  exec::UserPrefix prefix, const exec::ExecContext& ctx);
 
 // Seconds the handler waits for the caller's side of the data vchan.
 inline constexpr int kDataVchanTimeoutSeconds = 120;

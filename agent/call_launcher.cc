@@ -40,23 +40,8 @@ void CallLauncher::Launch(const proto::ExecRequest& request) {
 }
 
 CallPlan CallLauncher::Plan(const proto::ExecRequest& request) const {
-  CallPlan call;
-  call.type = request.type;
-  call.peer = {request.connect_domain, request.connect_port};
-  auto command = exec::ParseCommand(request.command, exec::UserPrefix::kPresent);
-  if (!command) {
-    LOG_ERROR("invalid command from dom0: {}", SanitizeForLog(command.error().ToString()));
-    call.service = exec::kExitProblem;
-    return call;
-  }
-  auto plan = exec::PlanService(std::move(*command), ctx_);
-  if (!plan) {
-    LOG_ERROR("cannot prepare the service: {}", SanitizeForLog(plan.error().ToString()));
-    call.service = exec::ExitCodeForError(plan.error());
-    return call;
-  }
-  call.service = std::move(*plan);
-  return call;
+  return PlanCall(request.type, {request.connect_domain, request.connect_port}, request.command,
+                  exec::UserPrefix::kPresent, ctx_);
 }
 
 void CallLauncher::Dispatch(CallPlan call) {

@@ -37,23 +37,8 @@ Result<proto::CmdInfo> ReadRequest(int fd) {
 }
 
 CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx) {
-  CallPlan call;
-  call.type = request.type;
-  call.peer = {request.connect_domain, request.connect_port};
-  auto command = exec::ParseCommand(request.command, exec::UserPrefix::kAbsent);
-  if (!command) {
-    LOG_ERROR("invalid command: {}", SanitizeForLog(command.error().ToString()));
-    call.service = exec::kExitProblem;
-    return call;
-  }
-  auto plan = exec::PlanService(std::move(*command), ctx);
-  if (!plan) {
-    LOG_ERROR("cannot prepare the service: {}", SanitizeForLog(plan.error().ToString()));
-    call.service = exec::ExitCodeForError(plan.error());
-    return call;
-  }
-  call.service = std::move(*plan);
-  return call;
+  return PlanCall(request.type, {request.connect_domain, request.connect_port}, request.command,
+                  exec::UserPrefix::kAbsent, ctx);
 }
 
 }  // namespace
