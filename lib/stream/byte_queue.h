@@ -1,13 +1,16 @@
 // ByteQueue: a FIFO of bytes for the stream engine's buffers. Appends at the
 // back (optionally by reading straight into reserved space, so received
-// data is copied once), consumes at the front, and compacts lazily.
+// data is copied once), consumes at the front, and compacts lazily (only
+// when the live bytes are no more than the consumed prefix, so each byte is
+// moved at most once on average).
 // Internal to lib/stream.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <span>
-#include <vector>
+#include <memory>
 
 #include "base/check.h"
 #include "proto/wire.h"
@@ -16,50 +19,63 @@ namespace qrexec::stream::internal {
 
 class ByteQueue {
  public:
-  size_t size() const { return data_.size() - head_; }
+  size_t size() const { return tail_ - head_; }
   bool empty() const { return size() == 0; }
-  std::span<const std::byte> data() const {
-    return std::span<const std::byte>(data_).subspan(head_);
-  }
+  std::span<const std::byte> data() const { return {buf_.get() + head_, size()}; }
 
   void Append(std::span<const std::byte> bytes) {
-    data_.insert(data_.end(), bytes.begin(), bytes.end());
+    auto space = Reserve(bytes.size());
+    if (!bytes.empty()) std::memcpy(space.data(), bytes.data(), bytes.size());
   }
   // Reserves `n` bytes at the back; follow with Commit(n, used) before any
-  // other call. The returned span stays valid until then.
+  // other call. The returned span stays valid until then. The bytes are not
+  // initialised: a read() fills them (no memset per 64 KiB chunk).
   std::span<std::byte> Reserve(size_t n) {
-    size_t old = data_.size();
-    data_.resize(old + n);
-    return std::span<std::byte>(data_).subspan(old, n);
+    MakeRoom(n);
+    std::span<std::byte> space(buf_.get() + tail_, n);
+    tail_ += n;
+    return space;
   }
   void Commit(size_t reserved, size_t used) {
-    QREXEC_CHECK(used <= reserved && reserved <= data_.size() - head_);
-    data_.resize(data_.size() - (reserved - used));
+    QREXEC_CHECK(used <= reserved && reserved <= size());
+    tail_ -= reserved - used;
   }
   void Consume(size_t n) {
     QREXEC_CHECK(n <= size());
     head_ += n;
-    if (head_ == data_.size()) {
-      Clear();
-    } else if (head_ >= kCompactThreshold && head_ * 2 >= data_.size()) {
-      data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
-    }
+    if (head_ == tail_) head_ = tail_ = 0;
   }
-  void Clear() {
-    data_.clear();
-    head_ = 0;
-  }
+  void Clear() { head_ = tail_ = 0; }
   // Frees the memory too (for a direction that is finished).
   void Release() {
     Clear();
-    data_.shrink_to_fit();
+    buf_.reset();
+    capacity_ = 0;
   }
 
  private:
-  static constexpr size_t kCompactThreshold = 64 * 1024;
-  std::vector<std::byte> data_;
+  // Ensures `n` free bytes after tail_: slides the live bytes to the front
+  // when that makes room, otherwise grows (at least doubling).
+  void MakeRoom(size_t n) {
+    if (capacity_ - tail_ >= n) return;
+    size_t live = size();
+    if (head_ > 0 && capacity_ - live >= n && head_ >= live) {
+      std::memmove(buf_.get(), buf_.get() + head_, live);
+    } else {
+      size_t capacity = std::max(capacity_ * 2, live + n);
+      auto bigger = std::make_unique_for_overwrite<std::byte[]>(capacity);
+      if (live > 0) std::memcpy(bigger.get(), buf_.get() + head_, live);
+      buf_ = std::move(bigger);
+      capacity_ = capacity;
+    }
+    head_ = 0;
+    tail_ = live;
+  }
+
+  std::unique_ptr<std::byte[]> buf_;
+  size_t capacity_ = 0;
   size_t head_ = 0;
+  size_t tail_ = 0;
 };
 
 // Appends header + payload.
