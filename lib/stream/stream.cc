@@ -145,6 +145,9 @@ class Engine final : public Stream {
   void StopSource(size_t index);
   void OnSink(size_t index);
   void WriteSink(size_t index);
+  // One non-blocking write of `data` to the sink's fd; returns how much it took
+  // (0 on EAGAIN or error).
+  static size_t TryWriteDirect(const Sink& sink, std::span<const std::byte> data);
   void CloseSink(size_t index, bool discard);
 
   void Queue(proto::MsgType type, std::span<const std::byte> payload);
@@ -508,8 +511,14 @@ bool Engine::HandleEvent(const InboundEvent& event) {
       Sink* sink = SinkFor(event.channel);
       if (sink == nullptr || sink->closed || sink->eof_pending) return true;  // dropped
       if (sink->buf.size() >= limit_) return false;
-      auto space = sink->buf.Reserve(event.data.size());
-      std::copy(event.data.begin(), event.data.end(), space.begin());
+      std::span<const std::byte> data = event.data;
+      // Fast path: nothing queued before it, so write straight from the
+      // receive buffer and keep only what the fd did not take. Any error
+      // (EAGAIN or worse) leaves the rest to WriteSink, which handles it.
+      if (sink->buf.empty() && !sink->filter) data = data.subspan(TryWriteDirect(*sink, data));
+      if (data.empty()) return true;
+      auto space = sink->buf.Reserve(data.size());
+      std::copy(data.begin(), data.end(), space.begin());
       if (sink->filter) {
         FilterEscapes(std::span<char>(reinterpret_cast<char*>(space.data()), space.size()));
       }
@@ -605,6 +614,15 @@ void Engine::OnSink(size_t index) {
   if (finished_) return;
   FlushVchan();
   Update();
+}
+
+size_t Engine::TryWriteDirect(const Sink& sink, std::span<const std::byte> data) {
+  ssize_t n;
+  do {
+    n = sink.local.is_socket ? ::send(sink.local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                             : ::write(sink.local.fd, data.data(), data.size());
+  } while (n < 0 && errno == EINTR);
+  return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
 void Engine::WriteSink(size_t index) {
