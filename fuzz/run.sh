@@ -11,7 +11,7 @@ status=0
 for target in "$dir"/*_fuzz; do
   [ -x "$target" ] || continue
   name=$(basename "$target")
-  seeds=$(find "$root/lib" "$root/policy-tools" -type d -path "*/corpus/$name" 2>/dev/null | head -n 1)
+  seeds=$(find "$root/lib" "$root/policy-tools" "$root/daemon" "$root/agent" -type d -path "*/corpus/$name" 2>/dev/null | head -n 1)
   work=$(mktemp -d)
   echo "== $name (${seconds}s)"
   if ! "$target" -max_total_time="$seconds" -max_len=70000 -timeout=10 \
