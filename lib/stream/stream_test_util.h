@@ -121,37 +121,32 @@ inline Child Spawn(std::vector<std::string> args, bool with_stderr = true) {
   return Child{pid, std::move(in->second), std::move(out->first), std::move(err->first)};
 }
 
-// A caller engine on its own thread; the test plays the service peer.
-struct CallerRun {
+// An engine (either role) on its own thread; the test plays the peer on the
+// other end of `peer`.
+struct EngineRun {
   UniqueFd peer;
   std::future<Result<int>> result;
 };
 
-inline CallerRun StartCallerThread(CallerConfig config) {
+template <class Config, class Runner>
+EngineRun StartEngineThread(Config config, Runner runner) {
   auto pair = sys::SocketPair();
   QREXEC_CHECK(pair.has_value());
   config.vchan = std::move(pair->first);
-  CallerRun run;
+  EngineRun run;
   run.peer = std::move(pair->second);
-  run.result = std::async(std::launch::async,
-                          [c = std::move(config)]() mutable { return RunCaller(std::move(c)); });
+  run.result = std::async(std::launch::async, [c = std::move(config), runner]() mutable {
+    return runner(std::move(c));
+  });
   return run;
 }
 
-struct ServiceRun {
-  UniqueFd peer;
-  std::future<Result<int>> result;
-};
+inline EngineRun StartCallerThread(CallerConfig config) {
+  return StartEngineThread(std::move(config), [](CallerConfig c) { return RunCaller(std::move(c)); });
+}
 
-inline ServiceRun StartServiceThread(ServiceConfig config) {
-  auto pair = sys::SocketPair();
-  QREXEC_CHECK(pair.has_value());
-  config.vchan = std::move(pair->first);
-  ServiceRun run;
-  run.peer = std::move(pair->second);
-  run.result = std::async(std::launch::async,
-                          [c = std::move(config)]() mutable { return RunService(std::move(c)); });
-  return run;
+inline EngineRun StartServiceThread(ServiceConfig config) {
+  return StartEngineThread(std::move(config), [](ServiceConfig c) { return RunService(std::move(c)); });
 }
 
 inline Result<int> Get(std::future<Result<int>>& f) {
