@@ -5,6 +5,7 @@
 #include "agent/options.h"
 #include "base/log.h"
 #include "event/loop.h"
+#include "exec/child_process.h"
 #include "stream/stream.h"
 #include "vchan/transport.h"
 
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   auto parsed = agent::ParseAgentArgs(argc, argv);
   if (auto* exit_now = std::get_if<agent::ExitNow>(&parsed)) return exit_now->status;
   stream::InstallSigpipeGuard();
+  exec::WarmUpUserLookup();  // each per-call handler is a fork of this process
   auto transport = vchan::MakeTransportFromEnv();
   if (!transport) {
     LOG_ERROR("cannot set up vchan: {}", transport.error().ToString());

@@ -1,6 +1,6 @@
 // Call latency, throughput and concurrency of whole qrexec calls through our
 // real binaries (MiniQubes on the socket transport), each measured beside
-// its baseline in the same run. Usage: call_bench --json FILE [--quick]
+// its baseline in the same run. Usage: call_bench --json FILE [--quick] [--only CASE]
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -32,6 +32,8 @@ struct Options {
   long long stream_bytes = 4LL << 30;
   int concurrent_calls = 1000;
   int mesh_domains = 100;
+  std::string only;  // --only latency|throughput|stages|concurrency|mesh: run one case
+  bool Runs(const std::string& name) const { return only.empty() || only == name; }
 };
 
 std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& extra) {
@@ -287,6 +289,7 @@ Options ParseOptions(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--json" && i + 1 < argc) options.json = argv[++i];
+    if (arg == "--only" && i + 1 < argc) options.only = argv[++i];
     if (arg == "--quick") {
       options.calls = 200;
       options.stream_bytes = 256LL << 20;
@@ -301,7 +304,7 @@ int Main(int argc, char** argv) {
   Options options = ParseOptions(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   Report report;
-  {
+  if (options.Runs("latency") || options.Runs("throughput")) {
     MiniQubes qubes({{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}},
                     "bench.True * work vault allow\nbench.Sink * work vault allow\n"
                     "bench.Source * work vault allow\n");
@@ -312,12 +315,12 @@ int Main(int argc, char** argv) {
       fmt::print(stderr, "cannot start MiniQubes: {}\n", qubes.error());
       return 1;
     }
-    BenchLatency(report, qubes, options);
-    BenchThroughput(report, qubes, options);
+    if (options.Runs("latency")) BenchLatency(report, qubes, options);
+    if (options.Runs("throughput")) BenchThroughput(report, qubes, options);
   }
-  BenchStages(report, options);
-  BenchConcurrency(report, options);
-  BenchMesh(report, options);
+  if (options.Runs("stages")) BenchStages(report, options);
+  if (options.Runs("concurrency")) BenchConcurrency(report, options);
+  if (options.Runs("mesh")) BenchMesh(report, options);
   report.Finish(options.json);
   return 0;
 }

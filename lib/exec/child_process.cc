@@ -181,6 +181,10 @@ Result<UserIdentity> LookupUser(const std::string& name) {
   return ident;
 }
 
+void WarmUpUserLookup() {
+  if (auto name = CurrentUserName()) (void)LookupUser(*name);
+}
+
 Result<std::optional<UserIdentity>> ResolveRunAs(const std::string& requested_user) {
   if (::geteuid() == 0) {
     auto ident = LookupUser(requested_user);

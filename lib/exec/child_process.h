@@ -67,6 +67,13 @@ Result<UserIdentity> LookupUser(const std::string& name);
 // Every error is kRefused or kInternal, so ExitCodeForError() gives 125.
 Result<std::optional<UserIdentity>> ResolveRunAs(const std::string& requested_user);
 
+// Looks the current user up once, ignoring the result. The first lookup in a
+// process loads the name-service modules (nsswitch.conf: files, systemd,
+// ...), about half a millisecond; a long-lived process that forks one child
+// per call (the agent, the fork server) calls this at start-up so that every
+// child inherits the loaded modules instead of loading them again.
+void WarmUpUserLookup();
+
 struct SpawnSpec {
   std::string path;                // execve() path (no PATH search)
   std::vector<std::string> argv;   // argv[0] included; must be non-empty
