@@ -98,11 +98,32 @@ stream::ServiceConfig ConfigFor(exec::StartedService& started, const exec::Servi
   return config;
 }
 
-int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx) {
+Result<UniqueFd> ConnectDataVchan(const proto::ExecParams& peer) {
+  auto transport = vchan::MakeTransportFromEnv();
+  if (!transport) {
+    LOG_ERROR("no vchan transport: {}", transport.error().ToString());
+    return tl::unexpected(transport.error());
+  }
+  auto vchan = (*transport)
+                   ->Connect(static_cast<int>(peer.connect_domain), static_cast<int>(peer.connect_port),
+                             sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
+  if (!vchan)
+    LOG_ERROR("cannot connect the data vchan to domain {} port {}: {}", peer.connect_domain,
+              peer.connect_port, vchan.error().ToString());
+  return vchan;
+}
+
+// The service is started before the data vchan is joined: its exec then
+// overlaps the wait for the caller's end of the vchan (the caller learns the
+// port only after our request was sent), which is on every call's critical
+// path. If the vchan cannot be joined, `started` kills and reaps the service
+// on the way out.
+int RunExecCmdline(const proto::ExecParams& peer, const exec::ServicePlan& plan,
+                   const exec::ExecContext& ctx) {
   auto stdin_pair = sys::SocketPair();
   if (!stdin_pair) {
     LOG_ERROR("{}", stdin_pair.error().ToString());
-    (void)stream::SendSpawnFailure(vchan.get(), exec::kExitProblem);
+    if (auto vchan = ConnectDataVchan(peer)) (void)stream::SendSpawnFailure(vchan->get(), exec::kExitProblem);
     return exec::kExitProblem;
   }
   BlockSigusr1();
@@ -110,14 +131,16 @@ int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Ex
   options.stdin_io = exec::Stdio::Fd(stdin_pair->second.get());
   auto started = exec::StartService(plan, ctx, options);
   stdin_pair->second.reset();
+  auto vchan = ConnectDataVchan(peer);
+  if (!vchan) return 1;
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", SanitizeForLog(failure->error.ToString()));
-    if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
+    if (auto sent = stream::SendSpawnFailure(vchan->get(), failure->exit_code); !sent)
       LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
     return failure->exit_code;
   }
   stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
-  config.vchan = std::move(vchan);
+  config.vchan = std::move(*vchan);
   auto result = stream::RunService(std::move(config));
   if (!result) {
     LOG_ERROR("data stream failed: {}", result.error().ToString());
@@ -141,25 +164,14 @@ int ReportPlanFailure(UniqueFd vchan, proto::ExecType type, int code) {
 }  // namespace
 
 int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx) {
-  auto transport = vchan::MakeTransportFromEnv();
-  if (!transport) {
-    LOG_ERROR("no vchan transport: {}", transport.error().ToString());
-    return 1;
-  }
-  auto vchan = (*transport)
-                   ->Connect(static_cast<int>(call.peer.connect_domain),
-                             static_cast<int>(call.peer.connect_port),
-                             sys::Deadline::AfterSeconds(kDataVchanTimeoutSeconds));
-  if (!vchan) {
-    LOG_ERROR("cannot connect the data vchan to domain {} port {}: {}", call.peer.connect_domain,
-              call.peer.connect_port, vchan.error().ToString());
-    return 1;
-  }
+  const auto* plan = std::get_if<exec::ServicePlan>(&call.service);
+  if (plan != nullptr && call.type != proto::ExecType::kJustExec)
+    return RunExecCmdline(call.peer, *plan, ctx);
+  auto vchan = ConnectDataVchan(call.peer);
+  if (!vchan) return 1;
   if (const int* code = std::get_if<int>(&call.service))
     return ReportPlanFailure(std::move(*vchan), call.type, *code);
-  const auto& plan = std::get<exec::ServicePlan>(call.service);
-  if (call.type == proto::ExecType::kJustExec) return RunJustExec(std::move(*vchan), plan, ctx);
-  return RunExecCmdline(std::move(*vchan), plan, ctx);
+  return RunJustExec(std::move(*vchan), *plan, ctx);
 }
 
 Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx,

@@ -3,10 +3,10 @@
 //
 //   1. connect to <socket-dir>/qrexec.<target_uuid or target>; if nobody
 //      listens and autostart is set, qubesd admin.vm.Start, then retry once;
-//   2. HELLO exchange (client protocol 3);
-//   3. MSG_EXEC_CMDLINE{connect_domain = our VM, port 0, "USER:QUBESRPC
-//      SERVICE+ARG SOURCE"}; the reply {target domid, port} is reported
-//      through on_connected.
+//   2. send our HELLO and MSG_EXEC_CMDLINE{connect_domain = our VM, port 0,
+//      "USER:QUBESRPC SERVICE+ARG SOURCE"} at once (no round trip);
+//   3. check the daemon's HELLO (client protocol >= 3), then its reply
+//      {target domid, port}, which is reported through on_connected.
 // Disposables (target "@dispvm:..."): admin.vm.CreateDisposable on the
 // template, admin.vm.Start on the new qube, then as above; the target
 // daemon connection is kept open after the reply until that daemon closes
