@@ -131,8 +131,11 @@ int RunExecCmdline(const proto::ExecParams& peer, const exec::ServicePlan& plan,
   options.stdin_io = exec::Stdio::Fd(stdin_pair->second.get());
   auto started = exec::StartService(plan, ctx, options);
   stdin_pair->second.reset();
+  std::string timing_key = fmt::format("port={}", peer.connect_port);
+  LOG_CALL_STAGE(timing_key, "service_started");
   auto vchan = ConnectDataVchan(peer);
   if (!vchan) return 1;
+  LOG_CALL_STAGE(timing_key, "vchan_connected");
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", SanitizeForLog(failure->error.ToString()));
     if (auto sent = stream::SendSpawnFailure(vchan->get(), failure->exit_code); !sent)
@@ -142,6 +145,7 @@ int RunExecCmdline(const proto::ExecParams& peer, const exec::ServicePlan& plan,
   stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
   config.vchan = std::move(*vchan);
   auto result = stream::RunService(std::move(config));
+  LOG_CALL_STAGE(timing_key, "exit_code_sent");
   if (!result) {
     LOG_ERROR("data stream failed: {}", result.error().ToString());
     return 1;

@@ -30,6 +30,7 @@ CallLauncher::CallLauncher(event::Loop& loop, ConnectionBudget& budget, Settings
 CallLauncher::~CallLauncher() = default;
 
 void CallLauncher::Launch(const proto::ExecRequest& request) {
+  LOG_CALL_STAGE(fmt::format("port={}", request.connect_port), "request_received");
   CallPlan call = Plan(request);
   auto* plan = std::get_if<exec::ServicePlan>(&call.service);
   if (plan != nullptr && plan->NeedsWaitForSession()) {

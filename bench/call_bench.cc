@@ -242,46 +242,82 @@ void BenchMesh(Report& report, const Options& options) {
   report.Add("concurrency.mesh.max_ms", ms.empty() ? 0 : Percentile(ms, 100), "ms");
 }
 
-// Per-stage timing from the caller's daemon debug log ("call-timing ident=ID
-// stage=NAME us=N", microseconds since the trigger arrived): policy = trigger
-// -> policy answer, connect = answer -> SERVICE_CONNECT sent to the agent;
-// the rest of a call (agent relay, vchan, spawn, data, exit code) is the
-// client-measured total minus those.
+// Per-stage timing of sequential calls, from the call-timing debug lines
+// (LOG_CALL_STAGE, CLOCK_MONOTONIC microseconds) of the caller's daemon and
+// the target's agent, on one time axis with the benchmark's own clock
+// (steady_clock is CLOCK_MONOTONIC) around each qrexec-client-vm:
+//   trigger   client started -> its daemon has the trigger (exec of the
+//             client, agent relay)
+//   policy    -> policy daemon's answer
+//   connect   -> the target agent has the request (target daemon, its agent)
+//   spawn     -> service exec'd (handler fork, service spawn)
+//   vchan     -> data vchan joined (wait for the caller's end)
+//   exit_code -> service ran, its EOFs and exit code were sent
+//   finish    -> the client exited (exit code received, process exit, reap)
+// A trivial service writes no data, so "first byte" has no separate stage:
+// the first message after the vchan is its stdout EOF, inside exit_code.
+std::vector<long long> StageTimes(const std::string& log_text, const std::string& stage) {
+  std::vector<long long> out;
+  std::istringstream log(log_text);
+  std::string line;
+  std::string wanted = " stage=" + stage + " ";
+  while (std::getline(log, line)) {
+    auto mono = line.find("mono_us=");
+    if (line.find("call-timing") == std::string::npos || line.find(wanted) == std::string::npos ||
+        mono == std::string::npos)
+      continue;
+    out.push_back(std::stoll(line.substr(mono + 8)));
+  }
+  return out;
+}
+
 void BenchStages(Report& report, const Options& options) {
-  fmt::print("\nPer-stage timing ({} calls, from the daemon's debug log)\n", options.calls / 4);
+  int calls = options.calls / 4;
+  fmt::print("\nPer-stage timing ({} calls, from the daemon's and agent's debug logs)\n", calls);
   MiniQubes qubes({{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}}, "bench.True * work vault allow\n");
   (void)::symlink("/bin/true", (qubes.ServiceDir("vault") + "/bench.True").c_str());
   qubes.SetDaemonEnv("QREXEC_DEBUG", "1");
+  qubes.SetAgentEnv("QREXEC_DEBUG", "1");
   if (!qubes.Start()) {
     fmt::print("  cannot start: {}\n", qubes.error());
     return;
   }
-  int failures = 0;
-  auto totals = TimeSequential(ToCommand(qubes.ClientVm("work", {"vault", "bench.True"})), options.calls / 4,
-                               &failures);
-  std::vector<double> policy, connect;
-  std::istringstream log(harness::ReadFile(qubes.root() + "/logs/daemon.work.log"));
-  std::string line;
-  double answered = -1;
-  while (std::getline(log, line)) {
-    auto stage_at = line.find("stage=");
-    auto us_at = line.find(" us=");
-    if (line.find("call-timing") == std::string::npos || stage_at == std::string::npos || us_at == std::string::npos)
-      continue;
-    std::string stage = line.substr(stage_at + 6, us_at - stage_at - 6);
-    double ms = std::stod(line.substr(us_at + 4)) / 1000;
-    if (stage == "policy_answered") {
-      answered = ms;
-      policy.push_back(ms);
-    } else if (stage == "service_connect_sent" && answered >= 0) {
-      connect.push_back(ms - answered);
-      answered = -1;
+  Command command = ToCommand(qubes.ClientVm("work", {"vault", "bench.True"}));
+  std::vector<long long> started, ended;
+  for (int i = 0; i < calls; ++i) {
+    auto us = [] {
+      return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
+    };
+    started.push_back(us());
+    (void)SpawnAndWait(command.argv, command.env);
+    ended.push_back(us());
+  }
+  std::string daemon_log = harness::ReadFile(qubes.root() + "/logs/daemon.work.log");
+  std::string agent_log = harness::ReadFile(qubes.root() + "/logs/agent.vault.log");
+  std::vector<std::pair<std::string, std::vector<long long>>> points = {
+      {"trigger", StageTimes(daemon_log, "trigger_received")},
+      {"policy", StageTimes(daemon_log, "policy_answered")},
+      {"connect", StageTimes(agent_log, "request_received")},
+      {"spawn", StageTimes(agent_log, "service_started")},
+      {"vchan", StageTimes(agent_log, "vchan_connected")},
+      {"exit_code", StageTimes(agent_log, "exit_code_sent")},
+      {"finish", ended}};
+  for (const auto& [name, times] : points) {
+    if (times.size() != started.size()) {
+      fmt::print("  stage {}: {} log lines for {} calls; no stage timing\n", name, times.size(), started.size());
+      return;
     }
   }
-  report.Add("stages.policy.p50", Percentile(policy, 50), "ms");
-  report.Add("stages.connect.p50", Percentile(connect, 50), "ms");
+  std::vector<double> totals;
+  for (size_t i = 0; i < started.size(); ++i) totals.push_back((ended[i] - started[i]) / 1000.0);
+  const std::vector<long long>* previous = &started;
+  for (const auto& [name, times] : points) {
+    std::vector<double> ms;
+    for (size_t i = 0; i < times.size(); ++i) ms.push_back((times[i] - (*previous)[i]) / 1000.0);
+    report.Add("stages." + name + ".p50", Percentile(ms, 50), "ms");
+    previous = &times;
+  }
   report.Add("stages.total.p50", Percentile(totals, 50), "ms");
-  report.Add("stages.rest.p50", Percentile(totals, 50) - Percentile(policy, 50) - Percentile(connect, 50), "ms");
 }
 
 Options ParseOptions(int argc, char** argv) {
@@ -314,6 +350,12 @@ int Main(int argc, char** argv) {
     if (!qubes.Start()) {
       fmt::print(stderr, "cannot start MiniQubes: {}\n", qubes.error());
       return 1;
+    }
+    if (getenv("QRX_PAUSE")) {  // TEMP
+      auto c = ToCommand(qubes.ClientVm("work", {"vault", "bench.True"}));
+      fmt::print("AGENTS {} {}\nCMD {}\n", qubes.AgentPid("work"), qubes.AgentPid("vault"), ShellQuote(c.argv));
+      fflush(stdout);
+      sleep(3000);
     }
     if (options.Runs("latency")) BenchLatency(report, qubes, options);
     if (options.Runs("throughput")) BenchThroughput(report, qubes, options);

@@ -285,7 +285,8 @@ void Daemon::Refuse(uint64_t call_id, const std::string& why) {
 
 void Daemon::LogStage(const PendingCall& call, const char* stage) const {
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - call.started);
-  LOG_DEBUG("call-timing ident={} stage={} us={}", call.trigger.request_id, stage, us.count());
+  LOG_DEBUG("call-timing ident={} stage={} us={} mono_us={}", call.trigger.request_id, stage, us.count(),
+            log::MonotonicMicros());
 }
 
 std::map<uint64_t, Daemon::PendingCall>::iterator Daemon::FindPending(const std::string& ident) {

@@ -36,6 +36,12 @@ void SetMinLevel(Level level) { GetSettings().min_level = level; }
 bool Enabled(Level level) { return level >= GetSettings().min_level; }
 void SetLogFd(int fd) { GetSettings().fd = fd; }
 
+long long MonotonicMicros() {
+  struct timespec now {};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<long long>(now.tv_sec) * 1000000 + now.tv_nsec / 1000;
+}
+
 void Write(Level /*level*/, const char* file, int line, const char* func,
            std::string_view message) {
   int saved_errno = errno;

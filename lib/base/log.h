@@ -25,6 +25,11 @@ void SetLogFd(int fd);
 
 void Write(Level level, const char* file, int line, const char* func, std::string_view message);
 
+// Microseconds of CLOCK_MONOTONIC: one clock for every process on the
+// machine (bubblewrap domains too), so the call-timing lines (LOG_CALL_STAGE)
+// of the daemons and the agents line up on one time axis.
+long long MonotonicMicros();
+
 }  // namespace qrexec::log
 
 #define QREXEC_LOG(level, ...)                                                      \
@@ -37,3 +42,10 @@ void Write(Level level, const char* file, int line, const char* func, std::strin
 #define LOG_INFO(...) QREXEC_LOG(::qrexec::log::Level::kInfo, __VA_ARGS__)
 #define LOG_WARNING(...) QREXEC_LOG(::qrexec::log::Level::kWarning, __VA_ARGS__)
 #define LOG_ERROR(...) QREXEC_LOG(::qrexec::log::Level::kError, __VA_ARGS__)
+
+// One stage of one call, for `make bench`'s per-stage timing (debug level):
+//   call-timing <KEY> stage=<STAGE> mono_us=<MonotonicMicros()>
+// KEY identifies the call on this side (the daemon's request id, the agent's
+// data port), e.g. LOG_CALL_STAGE("port=513", "service_started").
+#define LOG_CALL_STAGE(key, stage) \
+  LOG_DEBUG("call-timing {} stage={} mono_us={}", key, stage, ::qrexec::log::MonotonicMicros())

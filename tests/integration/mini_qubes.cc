@@ -160,6 +160,7 @@ bool MiniQubes::StartAgent(Domain& domain) {
   auto agent_env = BaseEnv(domid);
   agent_env["QREXEC_SERVICE_PATH"] = ServiceDir(name);
   agent_env["QUBES_RPC_CONFIG_PATH"] = ConfigDir(name);
+  for (const auto& [key, value] : agent_env_) agent_env[key] = value;
   UniqueFd agent_log = OpenLog(dir_ / ("logs/agent." + name + ".log"));
   auto agent = Process::Spawn({.argv = {BinPath("qrexec-agent"), "--no-fork-server",
                                         "--agent-socket=" + (dir_ / (name + "/agent.sock"))},

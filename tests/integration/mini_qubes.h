@@ -75,6 +75,8 @@ class MiniQubes {
   std::vector<pid_t> Dom0Pids();
   // Extra environment for every daemon (e.g. QREXEC_DEBUG=1); set before Start().
   void SetDaemonEnv(std::string name, std::string value) { daemon_env_[std::move(name)] = std::move(value); }
+  // Extra environment for every agent; set before Start().
+  void SetAgentEnv(std::string name, std::string value) { agent_env_[std::move(name)] = std::move(value); }
 
   // --- fault injection (tests/faults) ---
   // Start and Restart* must run on a thread that outlives the processes:
@@ -129,6 +131,7 @@ class MiniQubes {
   std::string policy_;
   std::string error_;
   std::map<std::string, std::string> daemon_env_;
+  std::map<std::string, std::string> agent_env_;
   std::string policy_program_;
   std::vector<std::string> policy_daemon_args_;
   std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
