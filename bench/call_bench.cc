@@ -351,12 +351,6 @@ int Main(int argc, char** argv) {
       fmt::print(stderr, "cannot start MiniQubes: {}\n", qubes.error());
       return 1;
     }
-    if (getenv("QRX_PAUSE")) {  // TEMP
-      auto c = ToCommand(qubes.ClientVm("work", {"vault", "bench.True"}));
-      fmt::print("AGENTS {} {}\nCMD {}\n", qubes.AgentPid("work"), qubes.AgentPid("vault"), ShellQuote(c.argv));
-      fflush(stdout);
-      sleep(3000);
-    }
     if (options.Runs("latency")) BenchLatency(report, qubes, options);
     if (options.Runs("throughput")) BenchThroughput(report, qubes, options);
   }
