@@ -74,11 +74,11 @@ int SpawnAndWait(const std::vector<std::string>& argv, const std::vector<std::st
   return DecodeStatus(status);
 }
 
-long RssKiB(pid_t pid) {
+long RssKiB(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (in >> key) {
-    if (key == "VmRSS:") {
+    if (key == field + ":") {
       long value = 0;
       in >> value;
       return value;

@@ -43,7 +43,9 @@ pid_t SpawnDetached(const std::vector<std::string>& argv, const std::vector<std:
 int DecodeStatus(int status);
 
 // Resident set size (KiB) and open descriptors of a process.
-long RssKiB(pid_t pid);
+// A /proc/PID/status memory field in KiB: VmRSS (all resident pages),
+// RssAnon (private memory: heap, stacks), RssFile (mapped files: code).
+long RssKiB(pid_t pid, const std::string& field = "VmRSS");
 int OpenFds(pid_t pid);
 
 }  // namespace qrexec::bench

@@ -85,6 +85,7 @@ void Daemon::OnTrigger(proto::Trigger trigger) {
 }
 
 void Daemon::OnTerminated(const proto::ConnectionTerminated& message) {
+  trimmer_.Touch();  // a call ended (ours or one we serve)
   if (!ports_.Release(message.connect_port, static_cast<int>(message.connect_domain))) return;
   LOG_DEBUG("port {} released", message.connect_port);
   auto it = port_clients_.find(message.connect_port);
@@ -281,6 +282,7 @@ void Daemon::Refuse(uint64_t call_id, const std::string& why) {
   LogStage(it->second, "refused");
   if (auto frame = proto::EncodeServiceRefused(it->second.trigger.request_id)) agent_->Send(*frame);
   pending_.erase(it);
+  trimmer_.Touch();
 }
 
 void Daemon::LogStage(const PendingCall& call, const char* stage) const {

@@ -35,6 +35,7 @@
 #include "daemon/policy_query.h"
 #include "daemon/port_table.h"
 #include "daemon/target_connector.h"
+#include "event/heap_trimmer.h"
 #include "event/loop.h"
 #include "vchan/transport.h"
 
@@ -99,6 +100,7 @@ class Daemon {
   uint64_t next_call_id_ = 1;
   event::Timer restart_timer_;  // drives the reconnection attempts
   event::SignalWatch sigterm_;
+  event::HeapTrimmer trimmer_{loop_};  // RSS back to idle after a burst of calls
   int exit_code_ = 0;
 };
 

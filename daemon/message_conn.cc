@@ -7,6 +7,10 @@
 
 namespace qrexec::daemon {
 
+namespace {
+constexpr size_t kKeptQueueCapacity = 16 * 1024;
+}  // namespace
+
 Result<std::unique_ptr<MessageConn>> MessageConn::Create(event::Loop& loop, UniqueFd fd,
                                                          size_t max_body, Handlers handlers) {
   if (auto st = sys::SetNonBlocking(fd.get(), true); !st) return tl::unexpected(st.error());
@@ -89,6 +93,9 @@ void MessageConn::FlushOut() {
     out_pos_ += *wrote;
   }
   if (out_pos_ == out_.size()) {
+    // A burst (1,000 calls answered at once) may have grown the queue; give
+    // that memory back once it drained instead of keeping the high-water mark.
+    if (out_.capacity() > kKeptQueueCapacity) std::string().swap(out_);
     out_.clear();
     out_pos_ = 0;
   }

@@ -367,6 +367,7 @@ void PolicyServer::Close(uint64_t id) {
   if (it == connections_.end()) return;
   if (it->second->kind != Kind::kPolicySocket) --eval_connections_;
   connections_.erase(it);
+  trimmer_.Touch();
   for (auto& listener : listeners_) {
     if (!listener->paused) continue;
     listener->paused = false;

@@ -22,6 +22,7 @@
 
 #include "agent_call.h"
 #include "base/result.h"
+#include "event/heap_trimmer.h"
 #include "event/loop.h"
 #include "policy/evaluate.h"
 #include "policy/socket_request.h"
@@ -78,6 +79,7 @@ class PolicyServer {
   ServerOptions options_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
+  event::HeapTrimmer trimmer_{loop_};  // RSS back to idle after a burst
   std::map<uint64_t, std::unique_ptr<AgentCall>> agent_calls_;
   size_t eval_connections_ = 0;
   event::Timer sweep_timer_;  // every second: drops requests older than request_timeout
