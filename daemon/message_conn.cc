@@ -9,6 +9,10 @@ namespace qrexec::daemon {
 
 namespace {
 constexpr size_t kKeptQueueCapacity = 16 * 1024;
+// On the stack: every page the kernel writes into stays in the process's
+// RSS for good, so a burst that fills a large buffer once leaves its mark.
+// Frames longer than this are assembled over several reads.
+constexpr size_t kReadChunk = 16 * 1024;
 }  // namespace
 
 Result<std::unique_ptr<MessageConn>> MessageConn::Create(event::Loop& loop, UniqueFd fd,
@@ -57,7 +61,7 @@ void MessageConn::OnReady(event::Ready ready) {
 // Reads what is there, then dispatches complete frames one by one, stopping
 // as soon as a handler destroyed us or closed us.
 bool MessageConn::ReadAvailable() {
-  std::byte buf[65536];
+  std::byte buf[kReadChunk];
   auto alive = alive_;
   auto got = sys::ReadSome(fd_.get(), buf);
   if (!got) {
