@@ -3,7 +3,7 @@
 #include "base/escape_filter.h"
 #include "base/limits.h"
 #include "base/log.h"
-#include "daemon/unix_connect.h"
+#include "base/sys.h"
 #include "proto/handshake.h"
 
 namespace qrexec::daemon {
@@ -96,7 +96,7 @@ void TargetConnector::StartDomain(const std::string& dest) {
 void TargetConnector::Connect(bool may_autostart) {
   stage_ = Stage::kConnecting;
   std::string path = paths_.socket_dir + "/qrexec." + socket_dest_;
-  auto fd = ConnectUnixNonBlocking(path);
+  auto fd = sys::UnixConnect(path, /*nonblocking=*/true);
   if (!fd) {
     bool absent =
         fd.error().kind == ErrorKind::kNotFound || fd.error().kind == ErrorKind::kDisconnected;

@@ -5,7 +5,6 @@
 #include <cerrno>
 
 #include "base/sys.h"
-#include "daemon/unix_connect.h"
 
 namespace qrexec::daemon {
 namespace {
@@ -37,7 +36,7 @@ UnixExchange::UnixExchange(event::Loop& loop, Options options, Callback callback
     : loop_(loop), options_(std::move(options)), callback_(std::move(callback)) {}
 
 void UnixExchange::TryConnect() {
-  auto fd = ConnectUnixNonBlocking(options_.path);
+  auto fd = sys::UnixConnect(options_.path, /*nonblocking=*/true);
   if (!fd) {
     if (fd.error().kind == ErrorKind::kOverloaded && ++connect_attempts_ < kMaxConnectAttempts) {
       (void)timer_.Arm(kConnectRetry);

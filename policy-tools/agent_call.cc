@@ -15,23 +15,6 @@
 namespace qrexec::policy_tools {
 namespace {
 
-Result<UniqueFd> ConnectNonBlocking(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path)
-    return MakeError(ErrorKind::kInternal, "agent socket path too long: " + path);
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return ErrnoError("socket");
-  int rc;
-  do {
-    rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  } while (rc < 0 && errno == EINTR);
-  // A Unix socket connects at once or fails (EAGAIN: the agent's backlog is full).
-  if (rc < 0) return ErrnoError("connect " + path);
-  return fd;
-}
-
 // Runs qrexec-client with stdin and stdout on one end of a socketpair; the
 // child is reaped by the kernel (the daemon ignores SIGCHLD).
 Result<UniqueFd> SpawnQrexecClient(const AgentRoute& route, std::string_view service,
@@ -76,7 +59,7 @@ Result<std::unique_ptr<AgentCall>> AgentCall::Start(event::Loop& loop, const Age
   if (direct) {
     std::string path =
         route.agent_socket.empty() ? fmt::format("/etc/qubes-rpc/{}", service) : route.agent_socket;
-    fd = ConnectNonBlocking(path);
+    fd = sys::UnixConnect(path, /*nonblocking=*/true);
     request = fmt::format("{} dom0 name dom0", service);
     request.push_back('\0');
   } else {

@@ -76,17 +76,20 @@ Result<UniqueFd> UnixListen(const std::string& path, int backlog, bool nonblocki
   return fd;
 }
 
-Result<UniqueFd> UnixConnect(const std::string& path) {
+Result<UniqueFd> UnixConnect(const std::string& path, bool nonblocking) {
   auto addr = MakeUnixAddress(path);
   if (!addr) return tl::unexpected(addr.error());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0));
   if (!fd.valid()) return ErrnoError("socket");
   int rc;
   do {
     rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   } while (rc < 0 && errno == EINTR);
-  if (rc < 0) return ErrnoError("connect " + path);
-  return fd;
+  if (rc == 0) return fd;
+  int err = errno;
+  if (err == EAGAIN) return MakeError(ErrorKind::kOverloaded, "backlog full: " + path, err);
+  if (err == ECONNREFUSED) return MakeError(ErrorKind::kDisconnected, "connect " + path, err);
+  return ErrnoError("connect " + path, err);
 }
 
 Result<UniqueFd> Accept(int listen_fd, bool nonblocking) {

@@ -62,8 +62,12 @@ Status SetCloseOnExec(int fd, bool on);
 // Creates, binds and listens on a Unix stream socket at `path` (an existing
 // socket file there is replaced). Paths longer than sun_path are refused.
 Result<UniqueFd> UnixListen(const std::string& path, int backlog = 64, bool nonblocking = false);
-// Connects to a Unix stream socket (blocking connect).
-Result<UniqueFd> UnixConnect(const std::string& path);
+// Connects to a Unix stream socket. A Unix connect completes at once or
+// fails, also on a non-blocking socket (for event loops): ENOENT (no socket
+// file) is kNotFound, ECONNREFUSED (a stale file: nobody listens) is
+// kDisconnected, EAGAIN (the server's backlog is full) is kOverloaded;
+// sys_errno keeps the errno.
+Result<UniqueFd> UnixConnect(const std::string& path, bool nonblocking = false);
 // accept4 with CLOEXEC (and NONBLOCK if asked). kNotFound-free: EAGAIN is
 // reported as kOverloaded so loop code can stop accepting.
 Result<UniqueFd> Accept(int listen_fd, bool nonblocking = false);
