@@ -1,4 +1,6 @@
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -70,6 +72,28 @@ TEST(Sys, DeadlineTimesOutAWait) {
   auto status = sys::WaitReadable(pair->first.get(), sys::Deadline::After(std::chrono::milliseconds(20)));
   ASSERT_FALSE(status);
   EXPECT_EQ(status.error().kind, ErrorKind::kTimedOut);
+}
+
+TEST(Sys, UnixConnectTellsMissingStaleAndLiveSocketsApart) {
+  char dir_template[] = "/tmp/qrexec-base-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string path = std::string(dir_template) + "/sock";
+  for (bool nonblocking : {false, true}) {
+    auto missing = sys::UnixConnect(path, nonblocking);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().kind, ErrorKind::kNotFound);
+    {
+      auto listener = sys::UnixListen(path);
+      ASSERT_TRUE(listener);
+      auto live = sys::UnixConnect(path, nonblocking);
+      ASSERT_TRUE(live) << live.error().ToString();
+    }  // the listener closes; its socket file stays behind: a stale file
+    auto stale = sys::UnixConnect(path, nonblocking);
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error().kind, ErrorKind::kDisconnected);
+    ::unlink(path.c_str());
+  }
+  ::rmdir(dir_template);
 }
 
 TEST(Names, QubeNamesFollowQubesd) {
