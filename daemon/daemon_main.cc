@@ -10,9 +10,9 @@
 #include <string>
 
 #include "base/log.h"
+#include "base/malloc_tuning.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_options.h"
-#include "daemon/malloc_tuning.h"
 #include "daemon/startup.h"
 #include "event/loop.h"
 #include "vchan/transport.h"
@@ -85,7 +85,7 @@ int Run(const DaemonConfig& config) {
 
 int main(int argc, char** argv) {
   if (!StdioOpen()) return 125;
-  qrexec::daemon::ReexecWithoutMallocCache(argv);  // may not return (see malloc_tuning.h)
+  qrexec::sys::ReexecWithoutMallocCache(argv);  // may not return (see malloc_tuning.h)
   qrexec::log::SetProgramName("qrexec-daemon");
   auto parsed = qrexec::daemon::ParseDaemonOptions(argc, argv);
   if (auto* exit = std::get_if<qrexec::daemon::ParseExit>(&parsed)) {

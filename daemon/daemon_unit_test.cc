@@ -1,12 +1,10 @@
-// Unit tests of the daemon's pure pieces: options, port table, policy answers,
-// malloc tuning.
+// Unit tests of the daemon's pure pieces: options, port table, policy answers.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "daemon/daemon_options.h"
-#include "daemon/malloc_tuning.h"
 #include "daemon/policy_answer.h"
 #include "daemon/policy_query.h"
 #include "daemon/port_table.h"
@@ -129,29 +127,6 @@ TEST(PolicyRequest, LinesAreInTheReferenceOrder) {
             "service_and_arg=qubes.Foo+bar\n\n");
   EXPECT_EQ(FormatPolicyRequest({"work", std::nullopt, "vault", "qubes.Foo+"}),
             "source=work\nintended_target=vault\nservice_and_arg=qubes.Foo+\n\n");
-}
-
-TEST(MallocTuning, SwitchesTheCacheOffWhenNothingIsSet) {
-  EXPECT_EQ(TunablesWithoutMallocCache(std::nullopt), "glibc.malloc.tcache_count=0");
-  EXPECT_EQ(TunablesWithoutMallocCache(""), "glibc.malloc.tcache_count=0");
-}
-
-TEST(MallocTuning, KeepsOtherTunables) {
-  EXPECT_EQ(TunablesWithoutMallocCache("glibc.malloc.mxfast=0"),
-            "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0");
-}
-
-TEST(MallocTuning, RespectsAnExplicitCacheSetting) {
-  EXPECT_EQ(TunablesWithoutMallocCache("glibc.malloc.tcache_count=7"), std::nullopt);
-  EXPECT_EQ(TunablesWithoutMallocCache("a.b=1:glibc.malloc.tcache_count=0"), std::nullopt);
-}
-
-TEST(MallocTuning, SavedTunablesRoundTrip) {
-  EXPECT_EQ(DecodeSavedTunables(EncodeSavedTunables(std::nullopt)), std::nullopt);
-  EXPECT_EQ(DecodeSavedTunables(EncodeSavedTunables("")), "");
-  EXPECT_EQ(DecodeSavedTunables(EncodeSavedTunables("glibc.malloc.mxfast=0")),
-            "glibc.malloc.mxfast=0");
-  EXPECT_EQ(DecodeSavedTunables("garbage"), std::nullopt);
 }
 
 }  // namespace

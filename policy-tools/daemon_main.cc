@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "base/malloc_tuning.h"
 #include "event/loop.h"
 #include "policy/qubesd_client.h"
 #include "policy_server.h"
@@ -199,4 +200,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace qrexec::policy_tools
 
-int main(int argc, char** argv) { return qrexec::policy_tools::Main(argc, argv); }
+int main(int argc, char** argv) {
+  qrexec::sys::ReexecWithoutMallocCache(argv);  // may not return (base/malloc_tuning.h)
+  return qrexec::policy_tools::Main(argc, argv);
+}

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "base/escape_filter.h"
+#include "base/malloc_tuning.h"
 #include "base/names.h"
 #include "base/sys.h"
 #include "base/unique_fd.h"
@@ -94,6 +95,29 @@ TEST(Sys, UnixConnectTellsMissingStaleAndLiveSocketsApart) {
     ::unlink(path.c_str());
   }
   ::rmdir(dir_template);
+}
+
+TEST(MallocTuning, SwitchesTheCacheOffWhenNothingIsSet) {
+  EXPECT_EQ(sys::TunablesWithoutMallocCache(std::nullopt), "glibc.malloc.tcache_count=0");
+  EXPECT_EQ(sys::TunablesWithoutMallocCache(""), "glibc.malloc.tcache_count=0");
+}
+
+TEST(MallocTuning, KeepsOtherTunables) {
+  EXPECT_EQ(sys::TunablesWithoutMallocCache("glibc.malloc.mxfast=0"),
+            "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0");
+}
+
+TEST(MallocTuning, RespectsAnExplicitCacheSetting) {
+  EXPECT_EQ(sys::TunablesWithoutMallocCache("glibc.malloc.tcache_count=7"), std::nullopt);
+  EXPECT_EQ(sys::TunablesWithoutMallocCache("a.b=1:glibc.malloc.tcache_count=0"), std::nullopt);
+}
+
+TEST(MallocTuning, SavedTunablesRoundTrip) {
+  EXPECT_EQ(sys::DecodeSavedTunables(sys::EncodeSavedTunables(std::nullopt)), std::nullopt);
+  EXPECT_EQ(sys::DecodeSavedTunables(sys::EncodeSavedTunables("")), "");
+  EXPECT_EQ(sys::DecodeSavedTunables(sys::EncodeSavedTunables("glibc.malloc.mxfast=0")),
+            "glibc.malloc.mxfast=0");
+  EXPECT_EQ(sys::DecodeSavedTunables("garbage"), std::nullopt);
 }
 
 TEST(Names, QubeNamesFollowQubesd) {

@@ -1,14 +1,15 @@
-// Malloc tuning for the long-lived daemon: no per-thread cache (tcache), so
-// that the heap returns to its idle size after a burst of calls.
+// Malloc tuning for long-lived dom0 processes (qrexec-daemon, the policy
+// daemon): no per-thread cache (tcache), so that the heap returns to its idle
+// size after a burst of calls.
 //
 // Why: glibc keeps up to 7 freed chunks of every small size class (up to
 // 1032 bytes) in a per-thread cache that lives outside the arena's free
 // lists. malloc_trim() (event::HeapTrimmer) cannot see those chunks, so the
 // pages they sit on stay resident; after 1,000 calls in flight the ~65 KiB
 // of cached chunks are scattered over the heap and pin ~200-250 KiB of it
-// (measured with mallinfo2 and /proc/self/smaps; with the cache off the
-// daemon's RssAnon returns to within a few KiB of idle, at no measurable
-// cost in call latency: the daemon does little allocation per call).
+// (measured with mallinfo2 and /proc/self/smaps in qrexec-daemon; with the
+// cache off its RssAnon returns to within a few KiB of idle, at no
+// measurable cost in call latency: little is allocated per call).
 //
 // The cache can only be set before the process starts (GLIBC_TUNABLES is
 // read by the dynamic loader), so main() calls ReexecWithoutMallocCache()
@@ -24,13 +25,13 @@
 #include <string>
 #include <string_view>
 
-namespace qrexec::daemon {
+namespace qrexec::sys {
 
 // The tunable added to GLIBC_TUNABLES.
 inline constexpr std::string_view kNoMallocCacheTunable = "glibc.malloc.tcache_count=0";
 // Set in the re-executed process's environment: "-" when GLIBC_TUNABLES
 // was unset, "+VALUE" when it was VALUE.
-inline constexpr const char* kSavedTunablesVariable = "QREXEC_DAEMON_SAVED_GLIBC_TUNABLES";
+inline constexpr const char* kSavedTunablesVariable = "QREXEC_SAVED_GLIBC_TUNABLES";
 
 // GLIBC_TUNABLES with the cache switched off, given its current value
 // (nullopt = unset); nullopt when it already sets tcache_count.
@@ -47,4 +48,4 @@ std::optional<std::string> DecodeSavedTunables(std::string_view saved);
 // environment and returns.
 void ReexecWithoutMallocCache(char** argv);
 
-}  // namespace qrexec::daemon
+}  // namespace qrexec::sys

@@ -1,4 +1,4 @@
-#include "daemon/malloc_tuning.h"
+#include "base/malloc_tuning.h"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 
 extern char** environ;
 
-namespace qrexec::daemon {
+namespace qrexec::sys {
 namespace {
 
 constexpr const char* kTunables = "GLIBC_TUNABLES";
@@ -87,4 +87,4 @@ void ReexecWithoutMallocCache(char** argv) {
 #endif
 }
 
-}  // namespace qrexec::daemon
+}  // namespace qrexec::sys
