@@ -113,17 +113,14 @@ Result<UniqueFd> ConnectDataVchan(const proto::ExecParams& peer) {
   return vchan;
 }
 
-// The service is started before the data vchan is joined: its exec then
-// overlaps the wait for the caller's end of the vchan (the caller learns the
-// port only after our request was sent), which is on every call's critical
-// path. If the vchan cannot be joined, `started` kills and reaps the service
-// on the way out.
-int RunExecCmdline(const proto::ExecParams& peer, const exec::ServicePlan& plan,
-                   const exec::ExecContext& ctx) {
+// Like Qubes, the data vchan is joined first and the service started only
+// then: a call whose caller went away never runs its service.
+int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx,
+                   const std::string& timing_key) {
   auto stdin_pair = sys::SocketPair();
   if (!stdin_pair) {
     LOG_ERROR("{}", stdin_pair.error().ToString());
-    if (auto vchan = ConnectDataVchan(peer)) (void)stream::SendSpawnFailure(vchan->get(), exec::kExitProblem);
+    (void)stream::SendSpawnFailure(vchan.get(), exec::kExitProblem);
     return exec::kExitProblem;
   }
   BlockSigusr1();
@@ -131,19 +128,15 @@ int RunExecCmdline(const proto::ExecParams& peer, const exec::ServicePlan& plan,
   options.stdin_io = exec::Stdio::Fd(stdin_pair->second.get());
   auto started = exec::StartService(plan, ctx, options);
   stdin_pair->second.reset();
-  std::string timing_key = fmt::format("port={}", peer.connect_port);
   LOG_CALL_STAGE(timing_key, "service_started");
-  auto vchan = ConnectDataVchan(peer);
-  if (!vchan) return 1;
-  LOG_CALL_STAGE(timing_key, "vchan_connected");
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", SanitizeForLog(failure->error.ToString()));
-    if (auto sent = stream::SendSpawnFailure(vchan->get(), failure->exit_code); !sent)
+    if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
       LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
     return failure->exit_code;
   }
   stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
-  config.vchan = std::move(*vchan);
+  config.vchan = std::move(vchan);
   auto result = stream::RunService(std::move(config));
   LOG_CALL_STAGE(timing_key, "exit_code_sent");
   if (!result) {
@@ -168,14 +161,15 @@ int ReportPlanFailure(UniqueFd vchan, proto::ExecType type, int code) {
 }  // namespace
 
 int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx) {
-  const auto* plan = std::get_if<exec::ServicePlan>(&call.service);
-  if (plan != nullptr && call.type != proto::ExecType::kJustExec)
-    return RunExecCmdline(call.peer, *plan, ctx);
   auto vchan = ConnectDataVchan(call.peer);
   if (!vchan) return 1;
+  std::string timing_key = fmt::format("port={}", call.peer.connect_port);
+  LOG_CALL_STAGE(timing_key, "vchan_connected");
   if (const int* code = std::get_if<int>(&call.service))
     return ReportPlanFailure(std::move(*vchan), call.type, *code);
-  return RunJustExec(std::move(*vchan), *plan, ctx);
+  const auto& plan = std::get<exec::ServicePlan>(call.service);
+  if (call.type == proto::ExecType::kJustExec) return RunJustExec(std::move(*vchan), plan, ctx);
+  return RunExecCmdline(std::move(*vchan), plan, ctx, timing_key);
 }
 
 Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx,

@@ -280,8 +280,8 @@ void BenchMesh(Report& report, const Options& options) {
 //             client, agent relay)
 //   policy    -> policy daemon's answer
 //   connect   -> the target agent has the request (target daemon, its agent)
-//   spawn     -> service exec'd (handler fork, service spawn)
-//   vchan     -> data vchan joined (wait for the caller's end)
+//   vchan     -> data vchan joined (handler fork, wait for the caller's end)
+//   spawn     -> service exec'd (vfork+exec)
 //   exit_code -> service ran, its EOFs and exit code were sent
 //   finish    -> the client exited (exit code received, process exit, reap)
 // A trivial service writes no data, so "first byte" has no separate stage:
@@ -328,8 +328,8 @@ void BenchStages(Report& report, const Options& options) {
       {"trigger", StageTimes(daemon_log, "trigger_received")},
       {"policy", StageTimes(daemon_log, "policy_answered")},
       {"connect", StageTimes(agent_log, "request_received")},
-      {"spawn", StageTimes(agent_log, "service_started")},
       {"vchan", StageTimes(agent_log, "vchan_connected")},
+      {"spawn", StageTimes(agent_log, "service_started")},
       {"exit_code", StageTimes(agent_log, "exit_code_sent")},
       {"finish", ended}};
   for (const auto& [name, times] : points) {
