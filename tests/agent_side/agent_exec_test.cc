@@ -54,6 +54,26 @@ TEST_F(AgentExec, ServiceGetsStdinAndReportsStdoutStderrAndExitCodeInOrder) {
   ExpectTerminated(agent_->control(), 0, 513);
 }
 
+// Like Qubes, the handler joins the data vchan before it starts the service,
+// so a call whose caller went away never runs its service.
+TEST_F(AgentExec, ServiceRunsOnlyOnceTheCallerJoinedTheDataVchan) {
+  std::string marker = dir_ / "service-ran";
+  Service("test.Marker", "touch '" + marker + "'\n");
+  ASSERT_TRUE(SendMessage(agent_->control(), kExecCmdline, ExecParamsBody(0, 600, RpcCommand("test.Marker+"))));
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the service ran before the data vchan existed";
+  auto listener = VchanListen(dir_.path(), 0, agent_->domain(), 600);
+  ASSERT_TRUE(listener) << listener.error().ToString();
+  auto vchan = VchanAccept(listener->get(), dir_.path(), 0, agent_->domain(), 600);
+  ASSERT_TRUE(vchan) << vchan.error().ToString();
+  ASSERT_TRUE(Handshake(vchan->get(), 4));
+  SendStdin(vchan->get(), "");
+  auto output = CollectServiceOutput(vchan->get());
+  EXPECT_EQ(output.exit_code, 0);
+  EXPECT_TRUE(std::filesystem::exists(marker));
+  ExpectTerminated(agent_->control(), 0, 600);
+}
+
 TEST_F(AgentExec, MissingServiceReportsEofsAndExitCode127) {
   auto output = RunCall(*agent_, dir_, RpcCommand("test.Missing+"));
   EXPECT_EQ(output.exit_code, 127);
