@@ -322,21 +322,31 @@ void BenchStages(Report& report, const Options& options) {
     (void)SpawnAndWait(command.argv, command.env);
     ended.push_back(us());
   }
-  std::string daemon_log = harness::ReadFile(qubes.root() + "/logs/daemon.work.log");
-  std::string agent_log = harness::ReadFile(qubes.root() + "/logs/agent.vault.log");
-  std::vector<std::pair<std::string, std::vector<long long>>> points = {
-      {"trigger", StageTimes(daemon_log, "trigger_received")},
-      {"policy", StageTimes(daemon_log, "policy_answered")},
-      {"connect", StageTimes(agent_log, "request_received")},
-      {"vchan", StageTimes(agent_log, "vchan_connected")},
-      {"spawn", StageTimes(agent_log, "service_started")},
-      {"exit_code", StageTimes(agent_log, "exit_code_sent")},
-      {"finish", ended}};
-  for (const auto& [name, times] : points) {
-    if (times.size() != started.size()) {
-      fmt::print("  stage {}: {} log lines for {} calls; no stage timing\n", name, times.size(), started.size());
+  // The handler logs exit_code_sent after the client may already have
+  // exited: give the last lines a moment to reach the log.
+  std::vector<std::pair<std::string, std::vector<long long>>> points;
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    std::string daemon_log = harness::ReadFile(qubes.root() + "/logs/daemon.work.log");
+    std::string agent_log = harness::ReadFile(qubes.root() + "/logs/agent.vault.log");
+    points = {{"trigger", StageTimes(daemon_log, "trigger_received")},
+              {"policy", StageTimes(daemon_log, "policy_answered")},
+              {"connect", StageTimes(agent_log, "request_received")},
+              {"vchan", StageTimes(agent_log, "vchan_connected")},
+              {"spawn", StageTimes(agent_log, "service_started")},
+              {"exit_code", StageTimes(agent_log, "exit_code_sent")},
+              {"finish", ended}};
+    bool complete = true;
+    for (const auto& [name, times] : points) complete = complete && times.size() == started.size();
+    if (complete) break;
+    if (Clock::now() > deadline) {
+      for (const auto& [name, times] : points)
+        if (times.size() != started.size())
+          fmt::print("  stage {}: {} log lines for {} calls; no stage timing\n", name, times.size(),
+                     started.size());
       return;
     }
+    usleep(50 * 1000);
   }
   std::vector<double> totals;
   for (size_t i = 0; i < started.size(); ++i) totals.push_back((ended[i] - started[i]) / 1000.0);
