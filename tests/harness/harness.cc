@@ -23,6 +23,18 @@
 extern char** environ;
 
 namespace qrexec::harness {
+
+namespace {
+// A test process writes to peers that may die at any moment (a child killed
+// by a fault test before it read its input, a daemon killed while the fake
+// qubesd answers it): that must be an EPIPE the test can report, never a
+// SIGPIPE that kills the whole test binary. Children get the default back
+// before exec (Process::Spawn).
+const bool kSigpipeIgnored = [] {
+  ::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+}  // namespace
 namespace fs = std::filesystem;
 
 namespace {
