@@ -312,28 +312,19 @@ TEST(Loop, WakerCalledFromAnotherThreadRunsItsCallbackOnTheLoop) {
   EXPECT_EQ(loop.registration_count(), 0u);
 }
 
-}  // namespace
-}  // namespace qrexec::event
-
-namespace qrexec::event {
-namespace {
 
 TEST(HeapTrimmer, TrimsOnceAfterABurstAndNotWhenIdle) {
   Loop loop;
-  HeapTrimmer trimmer(loop, std::chrono::milliseconds(20));
-  ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(60)).has_value());
+  HeapTrimmer trimmer(loop, milliseconds(20));
+  ASSERT_TRUE(loop.RunOnce(milliseconds(60)).has_value());
   EXPECT_EQ(trimmer.trims(), 0);  // never touched: no trim
   for (int i = 0; i < 100; ++i) trimmer.Touch();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (trimmer.trims() == 0 && std::chrono::steady_clock::now() < deadline)
-    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(100)).has_value());
+  RunUntil(loop, [&] { return trimmer.trims() != 0; });
   EXPECT_EQ(trimmer.trims(), 1);  // one trim for the whole burst
-  ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(60)).has_value());
+  ASSERT_TRUE(loop.RunOnce(milliseconds(60)).has_value());
   EXPECT_EQ(trimmer.trims(), 1);  // and none while idle
   trimmer.Touch();
-  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (trimmer.trims() == 1 && std::chrono::steady_clock::now() < deadline)
-    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(100)).has_value());
+  RunUntil(loop, [&] { return trimmer.trims() != 1; });
   EXPECT_EQ(trimmer.trims(), 2);  // the next burst trims again
 }
 
