@@ -266,6 +266,16 @@ RunResult FaultTest::Echo(const std::string& source, const std::string& target,
                              milliseconds(20000));
 }
 
+void FaultTest::ExpectKillingTheCallerEndsTheCall(HeldCall& call, const std::string& context) {
+  ASSERT_GT(call.service, 0);
+  call.client->Kill(SIGKILL);
+  EXPECT_TRUE(call.client->Wait(kFiveSeconds).has_value());
+  EXPECT_TRUE(WaitUntil([&] { return Dead(call.service); }, kFiveSeconds)) << context << ": service still runs";
+  EXPECT_TRUE(WaitUntil([&] { return Dead(call.handler); }, kFiveSeconds)) << context << ": handler still runs";
+  ExpectIdleAndNoZombies(context);
+  ExpectCallsWork(context);
+}
+
 void FaultTest::ExpectCallsWork(const std::string& context) {
   const std::pair<const char*, const char*> pairs[] = {{"work", "vault"}, {"work", "other"}, {"other", "vault"}};
   for (auto [source, target] : pairs) {

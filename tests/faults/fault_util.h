@@ -25,6 +25,9 @@ using harness::RunResult;
 using harness::SpawnOptions;
 using std::chrono::milliseconds;
 
+// The bound the issue sets for the other ends to exit after a kill.
+inline constexpr milliseconds kFiveSeconds{5000};
+
 // Open descriptors of a process (-1 if it is gone).
 int CountFds(pid_t pid);
 // Resident set size in KiB (-1 if it is gone).
@@ -73,6 +76,9 @@ class FaultTest : public ::testing::Test {
   // call to @adminvm): `where` names the domain whose demo.Hold runs ("dom0"
   // for dom0) and `grandparent` the process expected above the handler.
   HeldCall StartHeld(const SpawnOptions& options, const std::string& where, pid_t grandparent);
+  // Kills the held call's caller (SIGKILL) and expects it reaped, its service
+  // and handler gone within 5 s, everything back to idle and calls working.
+  void ExpectKillingTheCallerEndsTheCall(HeldCall& call, const std::string& context);
   // A quick call of demo.Echo; returns its result.
   RunResult Echo(const std::string& source, const std::string& target, const std::string& input);
   // Echo calls work in every direction between the running test domains.

@@ -8,8 +8,6 @@
 namespace qrexec::faults {
 namespace {
 
-constexpr milliseconds kFiveSeconds{5000};
-
 using Dom0Faults = FaultTest;
 
 SpawnOptions Dom0ToVault(MiniQubes& qubes) {
@@ -18,13 +16,7 @@ SpawnOptions Dom0ToVault(MiniQubes& qubes) {
 
 TEST_F(Dom0Faults, KillingQrexecClientEndsTheServiceInTheVm) {
   auto call = StartHeld(Dom0ToVault(*qubes_), "vault", qubes_->AgentPid("vault"));
-  ASSERT_GT(call.service, 0);
-  call.client->Kill(SIGKILL);
-  EXPECT_TRUE(call.client->Wait(kFiveSeconds).has_value());
-  EXPECT_TRUE(WaitUntil([&] { return Dead(call.service); }, kFiveSeconds)) << "service still runs";
-  EXPECT_TRUE(WaitUntil([&] { return Dead(call.handler); }, kFiveSeconds)) << "handler still runs";
-  ExpectIdleAndNoZombies("after killing qrexec-client");
-  ExpectCallsWork("after killing qrexec-client");
+  ExpectKillingTheCallerEndsTheCall(call, "after killing qrexec-client");
 }
 
 TEST_F(Dom0Faults, KillingTheCallHandlerGivesQrexecClient255) {
@@ -38,13 +30,7 @@ TEST_F(Dom0Faults, KillingTheCallHandlerGivesQrexecClient255) {
 
 TEST_F(Dom0Faults, KillingTheCallerOfADom0ServiceEndsTheServiceAndItsHelper) {
   auto call = StartHeld(qubes_->ClientVm("work", {"@adminvm", "demo.Hold"}), "dom0", qubes_->DaemonPid("work"));
-  ASSERT_GT(call.service, 0);
-  call.client->Kill(SIGKILL);
-  EXPECT_TRUE(call.client->Wait(kFiveSeconds).has_value());
-  EXPECT_TRUE(WaitUntil([&] { return Dead(call.service); }, kFiveSeconds)) << "dom0 service still runs";
-  EXPECT_TRUE(WaitUntil([&] { return Dead(call.handler); }, kFiveSeconds)) << "dom0 helper still runs";
-  ExpectIdleAndNoZombies("after killing the caller of a dom0 service");
-  ExpectCallsWork("after killing the caller of a dom0 service");
+  ExpectKillingTheCallerEndsTheCall(call, "after killing the caller of a dom0 service");
 }
 
 TEST_F(Dom0Faults, KillingTheDom0ServiceGivesTheCaller128PlusSignal) {
