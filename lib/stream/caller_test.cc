@@ -30,8 +30,7 @@ TEST(Caller, SendsStdinThenEofAndReturnsTheRemoteExitCode) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   ASSERT_TRUE(sys::WriteAll(io.in_w.get(), "abc"));
   io.in_w.reset();
   std::string received;
@@ -118,8 +117,7 @@ TEST(Caller, PrefixDataGoesFirst) {
   io.in_w.reset();
   auto run = StartCallerThread(std::move(config));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   std::vector<std::string> chunks;
   for (;;) {
     auto msg = Recv(peer);
@@ -140,8 +138,7 @@ TEST(Caller, WithoutStdinSendsEofRightAfterThePrefix) {
   config.prefix_data = "p";
   auto run = StartCallerThread(std::move(config));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   auto first = Recv(peer);
   auto second = Recv(peer);
   ASSERT_TRUE(first && second);
@@ -156,8 +153,7 @@ TEST(Caller, VchanClosedBeforeTheExitCodeGives255) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kStdout, "partial");
   run.peer.reset();
   auto result = Get(run.result);
@@ -189,8 +185,7 @@ TEST(Caller, UnknownMessageTypeIsFatal) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, 0x201, "x");
   auto result = Get(run.result);
   ASSERT_FALSE(result);
@@ -210,8 +205,7 @@ TEST(Caller, ExitCodeShorterThanFourBytesGives255) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kExit, "\x01\x02");
   EXPECT_EQ(Get(run.result).value_or(-1), 255);
 }
@@ -220,8 +214,7 @@ TEST(Caller, ExitCodeWhileStdinIsOpenSendsEofAndFlushesOutput) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));  // io.in_w stays open
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   for (int i = 0; i < 4; ++i) Send(peer, kStdout, std::string(50000, 'o'));  // > a pipe
   SendExit(peer, 42);
   std::string out = ReadAll(io.out_r.get());
@@ -259,8 +252,7 @@ TEST(Caller, StdinFromThePeerIsWrittenToStdout) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io, false));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kStdin, "odd");
   SendExit(peer, 0);
   ASSERT_EQ(Get(run.result).value_or(-1), 0);
@@ -271,8 +263,7 @@ TEST(Caller, StdoutEofClosesLocalOutputWhileStdinKeepsFlowing) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kStdout, "bye");
   Send(peer, kStdout, "");
   // The local reader sees EOF although the call goes on.
@@ -326,8 +317,7 @@ TEST(Caller, StderrMayShareTheStdoutSocketAndIsNeverShutDown) {
   config.in = UniqueFd();
   auto run = StartCallerThread(std::move(config));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kStderr, "E");
   SendExit(peer, 0);
   ASSERT_EQ(Get(run.result).value_or(-1), 0);
@@ -338,8 +328,7 @@ TEST(Caller, DataAfterStdoutEofAndASecondEofAreDropped) {
   LocalIo io;
   auto run = StartCallerThread(MakeCaller(io, false));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   Send(peer, kStdout, "kept");
   Send(peer, kStdout, "");
   Send(peer, kStdout, "late");
@@ -380,8 +369,7 @@ TEST(Caller, RegularFilesWorkAsLocalStdinAndStdout) {
   config.err_fd = -1;
   auto run = StartCallerThread(std::move(config));
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   auto data = Recv(peer);
   ASSERT_TRUE(data);
   EXPECT_EQ(data->data, "file input");
@@ -425,8 +413,7 @@ TEST(Caller, ClosedLocalStdoutGivesEpipeNotSigpipeAndTheCallStillEnds) {
   auto run = StartCallerThread(MakeCaller(io, false));
   io.out_r.reset();  // nobody will ever read our stdout
   int peer = run.peer.get();
-  ExpectHello(peer, 4);
-  SendHello(peer, 4);
+  ExchangeHellos(peer);
   for (int i = 0; i < 4; ++i) Send(peer, kStdout, std::string(65536, 'p'));
   SendExit(peer, 6);
   EXPECT_EQ(Get(run.result).value_or(-1), 6);

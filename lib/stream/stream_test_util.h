@@ -74,6 +74,12 @@ inline void ExpectHello(int fd, uint32_t version) {
   EXPECT_EQ(hello->data, U32(version));
 }
 
+// The usual start of a test peer: the engine's HELLO{4}, then ours.
+inline void ExchangeHellos(int fd) {
+  ExpectHello(fd, 4);
+  SendHello(fd, 4);
+}
+
 // Everything up to and including the exit code (or EOF).
 inline std::vector<Msg> RecvUntilExit(int fd) {
   std::vector<Msg> all;
