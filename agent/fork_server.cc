@@ -1,10 +1,12 @@
 #include "agent/fork_server.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -53,6 +55,28 @@ Status ServeForkRequest(UniqueFd connection) {
   auto pid = ForkCallHandler(call, ctx, keep);
   if (!pid) return tl::unexpected(pid.error());
   return Ok();
+}
+
+// Lives here rather than in options.cc so that qrexec-client-vm, linked
+// statically, does not pull in getpwuid.
+Parsed<ForkServerOptions> ParseForkServerArgs(int argc, char** argv) {
+  ForkServerOptions options;
+  if (argc > 2) {
+    std::fprintf(stderr, "usage: %s [socket path]\n", argv[0]);
+    return ExitNow{1};
+  }
+  if (argc == 2) {
+    options.socket_path = argv[1];
+  } else {
+    const char* user = std::getenv("USER");
+    std::string name = user != nullptr ? user : "";
+    if (name.empty()) {
+      struct passwd* pw = ::getpwuid(::geteuid());
+      if (pw != nullptr) name = pw->pw_name;
+    }
+    options.socket_path = ForkServerSocketPath(kDefaultForkServerSocketFormat, name);
+  }
+  return options;
 }
 
 int RunForkServer(const ForkServerOptions& options) {

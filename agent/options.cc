@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <getopt.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -176,26 +175,6 @@ Parsed<ClientVmOptions> ParseClientVmArgs(int argc, char** argv) {
   if (options.use_stdin_socket && !options.local_program.empty()) {
     std::fprintf(stderr, "%s: --use-stdin-socket cannot be used with a local program\n", argv[0]);
     return ExitNow{2};
-  }
-  return options;
-}
-
-Parsed<ForkServerOptions> ParseForkServerArgs(int argc, char** argv) {
-  ForkServerOptions options;
-  if (argc > 2) {
-    std::fprintf(stderr, "usage: %s [socket path]\n", argv[0]);
-    return ExitNow{1};
-  }
-  if (argc == 2) {
-    options.socket_path = argv[1];
-  } else {
-    const char* user = std::getenv("USER");
-    std::string name = user != nullptr ? user : "";
-    if (name.empty()) {
-      struct passwd* pw = ::getpwuid(::geteuid());
-      if (pw != nullptr) name = pw->pw_name;
-    }
-    options.socket_path = ForkServerSocketPath(kDefaultForkServerSocketFormat, name);
   }
   return options;
 }
