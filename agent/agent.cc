@@ -38,7 +38,8 @@ Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions&
       launcher_(
           loop, budget_,
           {.use_fork_server = options.use_fork_server,
-           .fork_server_socket_format = options.fork_server_socket_format},
+           .fork_server_socket_format = options.fork_server_socket_format,
+           .use_warm_handlers = options.use_warm_handlers},
           {.on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}) {
   budget_.SetOnRelease([this] { triggers_.ResumeAccepting(); });
 }

@@ -18,13 +18,8 @@ namespace {
 
 // The stream engine reaps the service itself (pidfd), and a MSG_JUST_EXEC
 // process must outlive its handler; exec::ChildProcess would kill and reap
-// it on destruction. The handler process ends with _exit() right after, so
-// the object is deliberately left alive instead.
-// TODO(exec): a ChildProcess::Release() would say this directly.
-pid_t Detach(exec::ChildProcess child) {
-  auto* kept = new exec::ChildProcess(std::move(child));
-  return kept->pid();
-}
+// it on destruction, so it gives the child up instead.
+pid_t Detach(exec::ChildProcess child) { return child.Release(); }
 
 Status SendExitCode(int vchan_fd, int code) {
   std::byte body[4];
@@ -172,17 +167,20 @@ int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx) {
   return RunExecCmdline(std::move(*vchan), plan, ctx, timing_key);
 }
 
-Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx,
-                              std::span<const int> keep_fds) {
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoError("fork");
-  if (pid > 0) return pid;
-  // Child: forget the parent's loop (signalfd mask, handlers, descriptors).
+void ForgetParentLoop(std::span<const int> keep_fds) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int signo : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR1}) ::signal(signo, SIG_DFL);
   sys::CloseFdsExcept(keep_fds);
+}
+
+Result<pid_t> ForkCallHandler(const CallPlan& call, const exec::ExecContext& ctx,
+                              std::span<const int> keep_fds) {
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork");
+  if (pid > 0) return pid;
+  ForgetParentLoop(keep_fds);
   ::_exit(RunCallHandler(call, ctx));
 }
 
@@ -191,6 +189,7 @@ CallPlan PlanCall(proto::ExecType type, proto::ExecParams peer, std::string_view
   CallPlan call;
   call.type = type;
   call.peer = peer;
+  call.command = std::string(command);
   auto parsed = exec::ParseCommand(command, prefix);
   if (!parsed) {
     LOG_ERROR("invalid command: {}", SanitizeForLog(parsed.error().ToString()));

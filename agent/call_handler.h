@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -25,6 +26,9 @@ struct CallPlan {
   // The planned service, or the qrexec exit value (125/127) to report when
   // the request could not be planned (bad command, bad rpc-config...).
   std::variant<exec::ServicePlan, int> service;
+  // The command as received, for a handler that plans the call again
+  // (warm_handlers.h).
+  std::string command;
 };
 
 // Parses `command` (with or without the "user:" prefix: the agent gets it
@@ -41,6 +45,11 @@ inline constexpr int kDataVchanTimeoutSeconds = 120;
 // exit code (what went out in MSG_DATA_EXIT_CODE), 0 for MSG_JUST_EXEC,
 // 125/127 when the service could not start, 1 when the data vchan failed.
 int RunCallHandler(const CallPlan& call, const exec::ExecContext& ctx);
+
+// In a child forked from the agent's (or fork server's) loop: unblocks every
+// signal, restores the default handlers the loop had changed and closes every
+// inherited descriptor above 2 except `keep_fds`.
+void ForgetParentLoop(std::span<const int> keep_fds);
 
 // The agent's per-call child: forks; the child resets signal handling,
 // closes every inherited descriptor above 2 except `keep_fds`, runs

@@ -25,7 +25,8 @@ CallLauncher::CallLauncher(event::Loop& loop, ConnectionBudget& budget, Settings
     : loop_(loop),
       budget_(budget),
       settings_(std::move(settings)),
-      handlers_(std::move(handlers)) {}
+      handlers_(std::move(handlers)),
+      warm_(loop, ctx_, [this](uint64_t id) { Finish(id); }) {}
 
 CallLauncher::~CallLauncher() = default;
 
@@ -52,6 +53,7 @@ void CallLauncher::Dispatch(CallPlan call) {
     return;
   }
   if (TryForkServer(call)) return;
+  if (TryWarmHandler(call)) return;
   ForkHandler(call);
 }
 
@@ -108,6 +110,19 @@ void CallLauncher::OnForkServerReadable(uint64_t id) {
   if (n && *n > 0) return;
   if (!n && n.error().sys_errno == EAGAIN) return;
   Finish(id);
+}
+
+bool CallLauncher::TryWarmHandler(const CallPlan& call) {
+  if (!settings_.use_warm_handlers || call.type != proto::ExecType::kExecCmdline ||
+      !std::holds_alternative<exec::ServicePlan>(call.service))
+    return false;
+  uint64_t id = next_id_++;
+  if (!warm_.Run(id, {call.type, call.peer.connect_domain, call.peer.connect_port, call.command}))
+    return false;
+  auto running = std::make_unique<Running>();
+  running->peer = call.peer;
+  running_[id] = std::move(running);
+  return true;
 }
 
 void CallLauncher::ForkHandler(const CallPlan& call) {

@@ -9,8 +9,9 @@
 //     shared by every queued call; at most 256 queued calls);
 //  3. hand the call to the fork server of the effective user when allowed
 //     (ServicePlan::MayUseForkServer, and the agent was not started with
-//     -S) and its socket accepts; otherwise fork a handler process
-//     (call_handler.h).
+//     -S) and its socket accepts; otherwise, for MSG_EXEC_CMDLINE, to a warm
+//     handler (warm_handlers.h; unless started with --fork-per-call); and
+//     otherwise fork a handler process (call_handler.h).
 //
 // Every running call holds one ConnectionBudget slot. When it ends (the
 // handler process exited, or the fork-server connection reached EOF) the
@@ -31,6 +32,7 @@
 
 #include "agent/call_handler.h"
 #include "agent/connection_budget.h"
+#include "agent/warm_handlers.h"
 #include "event/loop.h"
 #include "exec/service.h"
 #include "proto/messages.h"
@@ -42,6 +44,7 @@ class CallLauncher {
   struct Settings {
     bool use_fork_server = true;
     std::string fork_server_socket_format;  // "%s" = user name
+    bool use_warm_handlers = true;
   };
   struct Handlers {
     std::function<void(const proto::ConnectionTerminated&)> on_terminated;
@@ -56,6 +59,7 @@ class CallLauncher {
 
   size_t running_count() const { return running_.size(); }
   size_t waiting_count() const { return waiting_.size(); }
+  size_t warm_handler_count() const { return warm_.size(); }
 
  private:
   struct Running;
@@ -67,6 +71,7 @@ class CallLauncher {
   std::optional<UniqueFd> HandToForkServer(const CallPlan& call,
                                            const exec::ServicePlan& plan) const;
   void OnForkServerReadable(uint64_t id);
+  bool TryWarmHandler(const CallPlan& call);
   void ForkHandler(const CallPlan& call);
   void StartWaiting(CallPlan call);
   void OnSessionReady();
@@ -84,6 +89,8 @@ class CallLauncher {
   std::deque<CallPlan> waiting_;
   std::unique_ptr<exec::ChildProcess> session_waiter_;
   event::FdWatch session_watch_;
+  // Last: destroyed first, while running_ and ctx_ still exist.
+  WarmHandlers warm_;
 };
 
 }  // namespace qrexec::agent

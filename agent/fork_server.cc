@@ -23,8 +23,14 @@ namespace {
 
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
 
-Result<proto::CmdInfo> ReadRequest(int fd) {
-  auto deadline = sys::Deadline::After(kRequestTimeout);
+CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx) {
+  return PlanCall(request.type, {request.connect_domain, request.connect_port}, request.command,
+                  exec::UserPrefix::kAbsent, ctx);
+}
+
+}  // namespace
+
+Result<proto::CmdInfo> ReadForkRequest(int fd, const sys::Deadline& deadline) {
   proto::Bytes bytes(proto::kCmdInfoSize);
   if (auto got = sys::ReadExact(fd, bytes, deadline); !got) return tl::unexpected(got.error());
   auto length = proto::ForkServerCommandLength(
@@ -38,15 +44,8 @@ Result<proto::CmdInfo> ReadRequest(int fd) {
   return std::move(*decoded);
 }
 
-CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx) {
-  return PlanCall(request.type, {request.connect_domain, request.connect_port}, request.command,
-                  exec::UserPrefix::kAbsent, ctx);
-}
-
-}  // namespace
-
 Status ServeForkRequest(UniqueFd connection) {
-  auto request = ReadRequest(connection.get());
+  auto request = ReadForkRequest(connection.get(), sys::Deadline::After(kRequestTimeout));
   if (!request) return tl::unexpected(request.error());
   exec::ExecContext ctx;
   ctx.load_rpc_config = false;

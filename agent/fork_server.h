@@ -11,6 +11,8 @@
 
 #include "agent/options.h"
 #include "base/result.h"
+#include "base/sys.h"
+#include "proto/messages.h"
 #include "base/unique_fd.h"
 
 namespace qrexec::agent {
@@ -23,6 +25,11 @@ inline constexpr const char* kForkServerForegroundEnv = "QREXEC_FORK_SERVER_FORE
 // Returns the exit status: 0 for the detaching parent, 1 when the socket
 // cannot be created.
 int RunForkServer(const ForkServerOptions& options);
+
+// Reads one request in the fork server's format (qrexec_cmd_info + command)
+// from `fd`, checked, before `deadline`. Warm handlers take their calls in
+// the same format.
+Result<proto::CmdInfo> ReadForkRequest(int fd, const sys::Deadline& deadline);
 
 // Handles one accepted connection: reads and checks the request and forks
 // the handler. Errors are logged; the connection is closed in this process

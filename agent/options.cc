@@ -20,7 +20,9 @@ void PrintAgentUsage(const char* argv0) {
                "                               (default %s)\n"
                "  -s, --fork-server-socket=FMT fork-server socket, %%s is the user name\n"
                "                               (default %s)\n"
-               "  -S, --no-fork-server         never use the fork server\n",
+               "  -S, --no-fork-server         never use the fork server\n"
+               "      --fork-per-call          fork a fresh handler for every call instead\n"
+               "                               of reusing warm handler processes\n",
                argv0, kDefaultAgentSocket, kDefaultForkServerSocketFormat);
 }
 
@@ -57,6 +59,7 @@ enum LongOnly : int {
   kNoFilterStdout,
   kNoFilterStderr,
   kUseStdinSocket,
+  kForkPerCall,
 };
 
 // Handles one option of qrexec-client-vm; returns an exit status to stop.
@@ -117,6 +120,7 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
       {"agent-socket", required_argument, nullptr, 'a'},
       {"fork-server-socket", required_argument, nullptr, 's'},
       {"no-fork-server", no_argument, nullptr, 'S'},
+      {"fork-per-call", no_argument, nullptr, kForkPerCall},
       {nullptr, 0, nullptr, 0},
   };
   AgentOptions options;
@@ -132,6 +136,9 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
         break;
       case 'S':
         options.use_fork_server = false;
+        break;
+      case kForkPerCall:
+        options.use_warm_handlers = false;
         break;
       default:
         PrintAgentUsage(argv[0]);

@@ -23,12 +23,14 @@ struct ExitNow {
 template <class T>
 using Parsed = std::variant<T, ExitNow>;
 
-// qrexec-agent [-h] [-a PATH] [-s FMT] [-S]. Usage and -h exit 2.
+// qrexec-agent [-h] [-a PATH] [-s FMT] [-S] [--fork-per-call]. Usage and -h
+// exit 2.
 struct AgentOptions {
   std::string agent_socket = kDefaultAgentSocket;
   // `%s` is replaced by the user name.
   std::string fork_server_socket_format = kDefaultForkServerSocketFormat;
   bool use_fork_server = true;
+  bool use_warm_handlers = true;  // false: --fork-per-call (warm_handlers.h)
 };
 Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);
 

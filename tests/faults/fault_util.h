@@ -38,6 +38,14 @@ pid_t ParentPid(pid_t pid);
 char ProcState(pid_t pid);
 // Gone, or a zombie.
 bool Dead(pid_t pid);
+// Live (not zombie) children of `parent`.
+std::vector<pid_t> ChildrenOf(pid_t parent);
+// A call handler is done with its call: it exited, or it is a warm handler
+// back to idle (agent/warm_handlers.h): no children, and no descriptors but
+// 0-2 and its socket to the agent.
+bool CallHandlerDone(pid_t handler);
+// Descriptors an agent holds per warm call handler (its socket and pidfd).
+inline constexpr int kAgentFdsPerWarmHandler = 2;
 // Zombies ("Z") whose parent is one of `parents`, as "pid(ppid) comm".
 std::vector<std::string> ZombieChildrenOf(const std::vector<pid_t>& parents);
 // Polls `done` every 10 ms until it holds or the time-out passes.

@@ -31,7 +31,7 @@ TEST_F(Faults, KillingTheServiceEndsTheCallWith128PlusSignal) {
   ASSERT_GT(call.service, 0);
   ASSERT_EQ(::kill(call.service, SIGKILL), 0);
   EXPECT_EQ(call.client->Wait(kFiveSeconds).value_or(-1), 128 + SIGKILL);
-  EXPECT_TRUE(WaitUntil([&] { return Dead(call.handler); }, kFiveSeconds));
+  EXPECT_TRUE(WaitUntil([&] { return CallHandlerDone(call.handler); }, kFiveSeconds));
   ExpectIdleAndNoZombies("after killing the service");
   ExpectCallsWork("after killing the service");
 }

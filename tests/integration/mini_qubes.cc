@@ -162,8 +162,10 @@ bool MiniQubes::StartAgent(Domain& domain) {
   agent_env["QUBES_RPC_CONFIG_PATH"] = ConfigDir(name);
   for (const auto& [key, value] : agent_env_) agent_env[key] = value;
   UniqueFd agent_log = OpenLog(dir_ / ("logs/agent." + name + ".log"));
-  auto agent = Process::Spawn({.argv = {BinPath("qrexec-agent"), "--no-fork-server",
-                                        "--agent-socket=" + (dir_ / (name + "/agent.sock"))},
+  std::vector<std::string> argv = {BinPath("qrexec-agent"), "--no-fork-server",
+                                   "--agent-socket=" + (dir_ / (name + "/agent.sock"))};
+  argv.insert(argv.end(), agent_args_.begin(), agent_args_.end());
+  auto agent = Process::Spawn({.argv = argv,
                                .env = agent_env,
                                .stdin_mode = Stdio::kNull,
                                .stdout_mode = Stdio::kNull,

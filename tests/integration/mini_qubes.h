@@ -77,6 +77,8 @@ class MiniQubes {
   void SetDaemonEnv(std::string name, std::string value) { daemon_env_[std::move(name)] = std::move(value); }
   // Extra environment for every agent; set before Start().
   void SetAgentEnv(std::string name, std::string value) { agent_env_[std::move(name)] = std::move(value); }
+  // An extra command-line argument for every qrexec-agent (before Start).
+  void AddAgentArg(std::string arg) { agent_args_.push_back(std::move(arg)); }
 
   // --- fault injection (tests/faults) ---
   // Start and Restart* must run on a thread that outlives the processes:
@@ -132,6 +134,7 @@ class MiniQubes {
   std::string error_;
   std::map<std::string, std::string> daemon_env_;
   std::map<std::string, std::string> agent_env_;
+  std::vector<std::string> agent_args_;
   std::string policy_program_;
   std::vector<std::string> policy_daemon_args_;
   std::mutex mutex_;  // guards domains_ (fake qubesd thread vs test thread)
