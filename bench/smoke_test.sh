@@ -25,7 +25,8 @@ required = ["latency.floor.spawn.p50", "latency.vm_to_vm.socket.p50", "latency.v
             "throughput.pipe", "throughput.socketpair", "throughput.caller_to_service",
             "throughput.service_to_caller", "concurrency.one_domain.failures",
             "concurrency.one_domain.max_ms", "policy.evals_per_s.10000_rules",
-            "stages.total.p50", "concurrency.mesh.failures"]
+            "stages.total.p50", "concurrency.mesh.failures",
+            "latency.vm_to_vm.socket.fork_per_call.p50"]
 if os.geteuid() == 0 and any(os.access(os.path.join(d, "bwrap"), os.X_OK) for d in os.environ["PATH"].split(":")):
     required.append("latency.vm_to_vm.host.p50")
 missing = [n for n in required if n not in metrics]
