@@ -1,8 +1,10 @@
 #include "agent/call_handler.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <functional>
 #include <optional>
 
 #include "base/escape_filter.h"
@@ -108,6 +110,36 @@ Result<UniqueFd> ConnectDataVchan(const proto::ExecParams& peer) {
   return vchan;
 }
 
+// §4.6: the service's stderr also goes to `logger -t SERVICE+ARG-SOURCE`.
+// The stream asks for it when the service first writes to stderr; `logger`
+// keeps the process so that the call can wait for it.
+std::function<UniqueFd()> StderrLogOpener(const exec::RpcCall& rpc,
+                                          std::optional<exec::ChildProcess>& logger) {
+  return [&logger, tag = exec::LoggerTag(rpc)]() -> UniqueFd {
+    auto started = exec::StartLogger(tag);
+    if (!started) {
+      if (started.error().kind != ErrorKind::kNotFound)
+        LOG_WARNING("cannot start logger: {}", started.error().ToString());
+      return UniqueFd();
+    }
+    UniqueFd input = std::move(started->stdin_fd());
+    logger.emplace(std::move(*started));
+    return input;
+  };
+}
+
+// The stream has closed the logger's input; give it a moment to pass the
+// last lines on (a warm handler must not leave it behind as a zombie).
+// After a second it is killed (ChildProcess's destructor).
+void AwaitLogger(exec::ChildProcess& logger) {
+  constexpr int kLoggerGraceMs = 1000;
+  if (logger.pidfd() >= 0) {
+    struct pollfd pfd {logger.pidfd(), POLLIN, 0};
+    (void)::poll(&pfd, 1, kLoggerGraceMs);
+  }
+  (void)logger.TryWait();
+}
+
 // Like Qubes, the data vchan is joined first and the service started only
 // then: a call whose caller went away never runs its service.
 int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx,
@@ -132,7 +164,10 @@ int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Ex
   }
   stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
   config.vchan = std::move(vchan);
+  std::optional<exec::ChildProcess> logger;
+  if (plan.command.rpc) config.open_stderr_copy = StderrLogOpener(*plan.command.rpc, logger);
   auto result = stream::RunService(std::move(config));
+  if (logger) AwaitLogger(*logger);
   LOG_CALL_STAGE(timing_key, "exit_code_sent");
   if (!result) {
     LOG_ERROR("data stream failed: {}", result.error().ToString());

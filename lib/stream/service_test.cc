@@ -300,5 +300,80 @@ TEST(Service, HalfCloseStdinEarlyWhileStdoutKeepsFlowing) {
   EXPECT_EQ(Get(run.result).value_or(-1), 0);
 }
 
+// --- the syslog copy of the service's stderr (§4.6) ---
+
+// Collects what the service sent as stderr data (EOF excluded).
+std::string StderrOf(const std::vector<Msg>& msgs) {
+  std::string err;
+  for (const auto& m : msgs)
+    if (m.type == kStderr) err += m.data;
+  return err;
+}
+
+TEST(ServiceStderrCopy, GoesToTheCallerAndToTheCopyFd) {
+  auto log = sys::Pipe();
+  ASSERT_TRUE(log);
+  int opened = 0;
+  Child child = Spawn({"sh", "-c", "echo to-the-log >&2; echo out"});
+  ServiceConfig config = ServiceFor(child);
+  config.open_stderr_copy = [&] {
+    ++opened;
+    return std::move(log->second);
+  };
+  auto run = StartServiceThread(std::move(config));
+  int peer = run.peer.get();
+  SendHello(peer, 4);
+  auto msgs = RecvUntilExit(peer);
+  EXPECT_EQ(StderrOf(msgs), "to-the-log\n");
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
+  EXPECT_EQ(opened, 1);
+  EXPECT_EQ(ReadAll(log->first.get()), "to-the-log\n");  // EOF: the stream closed its end
+}
+
+TEST(ServiceStderrCopy, AQuietServiceNeverOpensIt) {
+  int opened = 0;
+  Child child = Spawn({"sh", "-c", "echo only-stdout"});
+  ServiceConfig config = ServiceFor(child);
+  config.open_stderr_copy = [&] {
+    ++opened;
+    return UniqueFd();
+  };
+  auto run = StartServiceThread(std::move(config));
+  SendHello(run.peer.get(), 4);
+  auto msgs = RecvUntilExit(run.peer.get());
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
+  EXPECT_EQ(opened, 0);
+}
+
+// A logger that does not read must not hold up the call: the copy drops
+// what does not fit, and the caller still gets every byte.
+TEST(ServiceStderrCopy, ALoggerThatDoesNotReadLosesBytesNotTheCall) {
+  auto log = sys::Pipe();
+  ASSERT_TRUE(log);
+  Child child = Spawn({"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' e >&2"});
+  ServiceConfig config = ServiceFor(child);
+  config.open_stderr_copy = [&] { return std::move(log->second); };
+  auto run = StartServiceThread(std::move(config));
+  SendHello(run.peer.get(), 4);
+  auto msgs = RecvUntilExit(run.peer.get());
+  EXPECT_EQ(StderrOf(msgs), std::string(1000000, 'e'));
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
+}
+
+// A logger that died (EPIPE) is dropped; the call goes on.
+TEST(ServiceStderrCopy, ADeadLoggerIsDropped) {
+  auto log = sys::Pipe();
+  ASSERT_TRUE(log);
+  log->first.reset();  // nobody will ever read
+  Child child = Spawn({"sh", "-c", "echo a >&2; sleep 0.1; echo b >&2"});
+  ServiceConfig config = ServiceFor(child);
+  config.open_stderr_copy = [&] { return std::move(log->second); };
+  auto run = StartServiceThread(std::move(config));
+  SendHello(run.peer.get(), 4);
+  auto msgs = RecvUntilExit(run.peer.get());
+  EXPECT_EQ(StderrOf(msgs), "a\nb\n");
+  EXPECT_EQ(Get(run.result).value_or(-1), 0);
+}
+
 }  // namespace
 }  // namespace qrexec::stream

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "base/check.h"
 #include "base/escape_filter.h"
@@ -153,6 +154,8 @@ class Engine final : public Stream {
   void Queue(proto::MsgType type, std::span<const std::byte> payload);
   void NoteBuffered() { peak_ = std::max(peak_, buffered_bytes()); }
   void LogWrongDirection();
+  // Service stderr: the best-effort copy for syslog (ServiceConfig).
+  void CopyStderr(std::span<const std::byte> data);
   void Update();
   void CheckServiceDone();
   void CheckCallerDone();
@@ -176,6 +179,9 @@ class Engine final : public Stream {
   DoneCallback done_;
   InboundDecoder decoder_;
   bool logged_wrong_direction_ = false;
+  std::function<UniqueFd()> open_stderr_copy_;
+  UniqueFd stderr_copy_;
+  bool stderr_copy_dropped_ = false;
   size_t peak_ = 0;
 
   UniqueFd vchan_;
@@ -317,6 +323,7 @@ Status Engine::InitService(ServiceConfig& config) {
   exit_on_service_eof_ = config.exit_on_service_eof;
   exit_on_client_eof_ = config.exit_on_client_eof;
   child_pid_ = config.child_pid;
+  open_stderr_copy_ = std::move(config.open_stderr_copy);
   if (auto s = InitCommon(std::move(config.vchan)); !s) return s;
   single_socket_ = socket_service_;
   if (socket_service_) {
@@ -572,6 +579,8 @@ void Engine::OnSource(size_t index) {
     n = ::read(source.local.fd, space.data() + proto::kHeaderSize, chunk);
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
+    if (role_ == Role::kService && index == 1)
+      CopyStderr(space.subspan(proto::kHeaderSize, static_cast<size_t>(n)));
     proto::EncodeHeader(space.first<proto::kHeaderSize>(), source.type, static_cast<uint32_t>(n));
     tx_.Commit(proto::kHeaderSize + chunk, proto::kHeaderSize + static_cast<size_t>(n));
     NoteBuffered();
@@ -583,6 +592,26 @@ void Engine::OnSource(size_t index) {
   }
   FlushVchan();
   Update();
+}
+
+void Engine::CopyStderr(std::span<const std::byte> data) {
+  if (open_stderr_copy_) {
+    stderr_copy_ = std::exchange(open_stderr_copy_, nullptr)();
+    if (stderr_copy_.valid() && !sys::SetNonBlocking(stderr_copy_.get(), true)) stderr_copy_.reset();
+  }
+  if (!stderr_copy_.valid()) return;
+  ssize_t n;
+  do {
+    n = ::write(stderr_copy_.get(), data.data(), data.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) {
+    stderr_copy_.reset();  // the logger is gone (EPIPE): no more copies
+    return;
+  }
+  if (static_cast<size_t>(std::max<ssize_t>(n, 0)) < data.size() && !stderr_copy_dropped_) {
+    stderr_copy_dropped_ = true;
+    LOG_WARNING("the syslog copy of the service's stderr fell behind; dropping what does not fit");
+  }
 }
 
 void Engine::SourceEof(size_t index) {
@@ -763,6 +792,7 @@ void Engine::CloseAll() {
   tx_.Release();
   child_watch_.Reset();
   sigusr1_.Reset();
+  stderr_copy_.reset();
 }
 
 }  // namespace

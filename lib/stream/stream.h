@@ -161,6 +161,13 @@ struct ServiceConfig {
   // As in CallerConfig: SIGUSR1 (sent by the service to QREXEC_AGENT_PID)
   // switches to single-socket mode.
   bool switch_on_sigusr1 = false;
+  // §4.6: a copy of the service's stderr for syslog. Called once, when the
+  // service first writes to its stderr (a quiet service costs nothing);
+  // returns the fd to copy into (a logger's stdin) or an invalid fd for no
+  // copy. Best effort: the copy never holds up the call; bytes the fd cannot
+  // take at once are dropped (logged once), and the fd is closed with the
+  // stream's other fds.
+  std::function<UniqueFd()> open_stderr_copy;
   uint32_t own_version = proto::kProtocolVersion;
   // As in CallerConfig: skip the hello, it already happened (Handshake()).
   std::optional<uint32_t> negotiated_version;

@@ -1,9 +1,12 @@
 // Whole calls through our real binaries on the socket transport: client-vm ->
 // agent -> daemon -> policy daemon -> daemon -> agent -> service, and back.
 #include <signal.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -20,6 +23,7 @@ demo.Exit      *  work  vault      allow
 demo.Missing   *  work  vault      allow
 demo.Sha256    *  work  vault      allow
 demo.Produce   *  work  vault      allow
+demo.Complain  *  work  vault      allow
 demo.Echo      *  work  sleepy     allow
 demo.Dom0Env   *  work  @adminvm   allow
 demo.Echo      *  work  @default   allow target=vault
@@ -44,6 +48,7 @@ class Calls : public ::testing::Test {
     WriteScript(qubes_->ServiceDir("vault") + "/demo.Exit",
                 "case \"$1\" in sig) kill -TERM $$ ;; *) exit \"$1\" ;; esac\n");
     WriteScript(qubes_->ServiceDir("vault") + "/demo.Sha256", "exec sha256sum\n");
+    WriteScript(qubes_->ServiceDir("vault") + "/demo.Complain", "echo complaint >&2; sleep 2\n");
     WriteScript(qubes_->ServiceDir("vault") + "/demo.Produce",
                 "exec 3>&1\nhead -c \"$1\" /dev/urandom | tee /dev/fd/3 | sha256sum >&2\n");
     WriteScript(qubes_->ServiceDir("dom0") + "/demo.Dom0Env",
@@ -143,6 +148,34 @@ TEST_F(Calls, ALocalProgramTalksToTheService) {
                      {"/bin/sh", "-c", "echo ping; exec 1>&-; cat > " + out});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(ReadFile(out), "from work:ping\n");
+}
+
+// Is there a process whose command line is exactly `argv`?
+bool AnyProcessRuns(const std::vector<std::string>& argv) {
+  std::string wanted;
+  for (const auto& arg : argv) wanted += arg + '\0';
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    if (ReadFile(entry.path() / "cmdline") == wanted) return true;
+  }
+  return false;
+}
+
+// §4.6: a service's stderr goes to the caller and also to
+// `logger -t SERVICE+ARG-SOURCE`, which lives as long as the call.
+TEST_F(Calls, ServiceStderrIsAlsoHandedToLoggerTaggedWithServiceAndSource) {
+  if (::access("/usr/bin/logger", X_OK) != 0 && ::access("/bin/logger", X_OK) != 0)
+    GTEST_SKIP() << "no logger program";
+  auto call = std::async(std::launch::async, [this] { return Call("vault", "demo.Complain+why"); });
+  bool seen = false;
+  for (int i = 0; i < 150 && !seen; ++i) {
+    seen = AnyProcessRuns({"logger", "-t", "demo.Complain+why-work"});
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto result = call.get();
+  EXPECT_TRUE(seen) << "no `logger -t demo.Complain+why-work` while the call ran";
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err, "complaint\n");
 }
 
 // Byte-exact streams: sha256 of what one side sent against what the other got.
