@@ -26,7 +26,7 @@ CallLauncher::CallLauncher(event::Loop& loop, ConnectionBudget& budget, Settings
       budget_(budget),
       settings_(std::move(settings)),
       handlers_(std::move(handlers)),
-      warm_(loop, ctx_, [this](uint64_t id) { Finish(id); }) {}
+      warm_(loop, ctx_, exec::UserPrefix::kPresent, [this](uint64_t id) { Finish(id); }) {}
 
 CallLauncher::~CallLauncher() = default;
 

@@ -9,11 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "agent/call_handler.h"
+#include "agent/warm_handlers.h"
 #include "base/escape_filter.h"
 #include "base/log.h"
 #include "base/sys.h"
+#include "event/loop.h"
 #include "exec/command.h"
 #include "exec/service.h"
 #include "proto/messages.h"
@@ -27,6 +30,61 @@ CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx
   return PlanCall(request.type, {request.connect_domain, request.connect_port}, request.command,
                   exec::UserPrefix::kAbsent, ctx);
 }
+
+// The serving loop: each accepted connection carries one request. An
+// MSG_EXEC_CMDLINE call goes to a warm handler (warm_handlers.h), which
+// holds the connection until the call is over; anything else, or a call no
+// warm handler could take, gets a handler forked for it that inherits the
+// connection. Either way the agent sees EOF when the call ends.
+class Server {
+ public:
+  Server(event::Loop& loop, int listener)
+      : loop_(loop), listener_(listener), warm_(loop, ctx_, exec::UserPrefix::kAbsent, [](uint64_t) {}) {
+    ctx_.load_rpc_config = false;
+  }
+
+  Status Start() {
+    auto watch = loop_.WatchFd(listener_, event::Interest::Read(), [this](event::Ready) { OnAcceptable(); });
+    if (!watch) return tl::unexpected(watch.error());
+    listen_watch_ = std::move(*watch);
+    return Ok();
+  }
+
+ private:
+  void OnAcceptable() {
+    auto connection = sys::Accept(listener_);
+    if (!connection) {
+      if (connection.error().sys_errno != EAGAIN) LOG_ERROR("accept: {}", connection.error().ToString());
+      return;
+    }
+    if (auto served = Serve(std::move(*connection)); !served)
+      LOG_ERROR("request refused: {}", SanitizeForLog(served.error().ToString()));
+  }
+
+  // Reads and checks the request (with a short deadline, so a stuck client
+  // cannot stall the others for long) and starts the call.
+  Status Serve(UniqueFd connection) {
+    auto request = ReadForkRequest(connection.get(), sys::Deadline::After(kRequestTimeout));
+    if (!request) return tl::unexpected(request.error());
+    if (request->type == proto::ExecType::kExecCmdline && warm_.Run(next_id_++, *request, connection.get()))
+      return Ok();
+    CallPlan call = PlanRequest(*request, ctx_);
+    int keep[] = {connection.get()};
+    auto pid = ForkCallHandler(call, ctx_, keep);
+    if (!pid) return tl::unexpected(pid.error());
+    auto watch = loop_.WatchChild(*pid, [this, child = *pid](int) { forked_.erase(child); });
+    if (watch) forked_[*pid] = std::move(*watch);
+    return Ok();
+  }
+
+  event::Loop& loop_;
+  int listener_;
+  exec::ExecContext ctx_;
+  event::FdWatch listen_watch_;
+  std::map<pid_t, event::ChildWatch> forked_;  // reaped through the loop
+  uint64_t next_id_ = 1;
+  WarmHandlers warm_;  // last: destroyed first
+};
 
 }  // namespace
 
@@ -42,18 +100,6 @@ Result<proto::CmdInfo> ReadForkRequest(int fd, const sys::Deadline& deadline) {
   auto decoded = proto::DecodeForkServerRequest(bytes);
   if (!decoded) return tl::unexpected(decoded.error().ToError());
   return std::move(*decoded);
-}
-
-Status ServeForkRequest(UniqueFd connection) {
-  auto request = ReadForkRequest(connection.get(), sys::Deadline::After(kRequestTimeout));
-  if (!request) return tl::unexpected(request.error());
-  exec::ExecContext ctx;
-  ctx.load_rpc_config = false;
-  CallPlan call = PlanRequest(*request, ctx);
-  int keep[] = {connection.get()};
-  auto pid = ForkCallHandler(call, ctx, keep);
-  if (!pid) return tl::unexpected(pid.error());
-  return Ok();
 }
 
 // Lives here rather than in options.cc so that qrexec-client-vm, linked
@@ -94,19 +140,20 @@ int RunForkServer(const ForkServerOptions& options) {
     if (pid > 0) return 0;
     ::setsid();  // leave the starting terminal's process group
   }
-  // Handlers are reaped by the kernel; each handler restores SIGCHLD before
-  // it starts its service.
-  ::signal(SIGCHLD, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
-  for (;;) {
-    auto connection = sys::Accept(listener->get());
-    if (!connection) {
-      LOG_ERROR("accept: {}", connection.error().ToString());
-      continue;
-    }
-    if (auto served = ServeForkRequest(std::move(*connection)); !served)
-      LOG_ERROR("request refused: {}", SanitizeForLog(served.error().ToString()));
+  if (auto nonblocking = sys::SetNonBlocking(listener->get(), true); !nonblocking) {
+    LOG_ERROR("{}", nonblocking.error().ToString());
+    return 1;
   }
+  event::Loop loop;
+  Server server(loop, listener->get());
+  if (auto started = server.Start(); !started) {
+    LOG_ERROR("{}", started.error().ToString());
+    return 1;
+  }
+  auto ran = loop.Run();
+  if (!ran) LOG_ERROR("{}", ran.error().ToString());
+  return 1;
 }
 
 }  // namespace qrexec::agent

@@ -1,10 +1,12 @@
 // qrexec-fork-server as a component (qrexec-protocol.md §1.6, §2.10): listens
 // on a per-user socket; for each connection from the agent it reads one
 // request (16-byte qrexec_cmd_info + command without "user:"), checks it,
-// and forks a handler (call_handler.h) that inherits the connection, so the
-// agent sees EOF when the call is over. The fork server does not read
-// rpc-config. Single-threaded and blocking: one request is read at a time,
-// with a short deadline so a stuck client cannot stall the others.
+// and gives the call to a warm handler (warm_handlers.h) that holds the
+// connection for the call, or, for MSG_JUST_EXEC or when no warm handler can
+// take it, forks a handler (call_handler.h) that inherits the connection;
+// either way the agent sees EOF when the call is over. The fork server does
+// not read rpc-config. One event loop; a request is read with a short
+// deadline so a stuck client cannot stall the others for long.
 #pragma once
 
 #include <string>
@@ -31,9 +33,5 @@ int RunForkServer(const ForkServerOptions& options);
 // the same format.
 Result<proto::CmdInfo> ReadForkRequest(int fd, const sys::Deadline& deadline);
 
-// Handles one accepted connection: reads and checks the request and forks
-// the handler. Errors are logged; the connection is closed in this process
-// either way.
-Status ServeForkRequest(UniqueFd connection);
 
 }  // namespace qrexec::agent

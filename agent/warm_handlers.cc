@@ -22,6 +22,7 @@ namespace {
 constexpr auto kWriteTimeout = std::chrono::seconds(1);
 constexpr auto kReadTimeout = std::chrono::seconds(10);
 constexpr std::byte kCallDone{1};
+constexpr std::byte kCallFollows{2};
 
 // A SIGUSR1 still pending from the previous call's service (it stays
 // blocked between calls) must not switch the next call to one socket.
@@ -42,8 +43,8 @@ void ReapStrayChildren() {
 }
 
 // True when a call arrived; false on time-out, EOF or error.
-bool WaitForCall(int agent) {
-  struct pollfd pfd {agent, POLLIN, 0};
+bool WaitForCall(int owner) {
+  struct pollfd pfd {owner, POLLIN, 0};
   int timeout_ms = WarmHandlers::kIdleSeconds * 1000;
   while (true) {
     int n = ::poll(&pfd, 1, timeout_ms);
@@ -54,18 +55,27 @@ bool WaitForCall(int agent) {
 
 }  // namespace
 
-int ServeWarmCalls(int agent, const exec::ExecContext& ctx) {
+int ServeWarmCalls(int owner, const exec::ExecContext& ctx, exec::UserPrefix prefix) {
   while (true) {
-    if (!WaitForCall(agent)) return 0;
-    auto request = ReadForkRequest(agent, sys::Deadline::After(kReadTimeout));
-    if (!request) return 0;  // EOF: the agent retired us or went away
+    if (!WaitForCall(owner)) return 0;
+    std::byte marker[1];
+    auto announced = sys::RecvWithFd(owner, marker);
+    // EOF: the owner retired us or went away.
+    if (!announced || announced->first != 1 || marker[0] != kCallFollows) return 0;
+    UniqueFd held = std::move(announced->second);
+    auto request = ReadForkRequest(owner, sys::Deadline::After(kReadTimeout));
+    if (!request) return 0;
     DropPendingSigusr1();  // whatever arrived while we were idle
     CallPlan call = PlanCall(request->type, {request->connect_domain, request->connect_port},
-                             request->command, exec::UserPrefix::kPresent, ctx);
+                             request->command, prefix, ctx);
     (void)RunCallHandler(call, ctx);
     ReapStrayChildren();
+    // "Done" before the held descriptor closes: whoever sees its EOF (the
+    // agent, then a new call) finds this handler idle again.
     const std::byte done[1] = {kCallDone};
-    if (!sys::WriteAll(agent, done, sys::Deadline::After(kWriteTimeout))) return 0;
+    bool told = !!sys::WriteAll(owner, done, sys::Deadline::After(kWriteTimeout));
+    held.reset();
+    if (!told) return 0;
   }
 }
 
@@ -77,15 +87,17 @@ struct WarmHandlers::Handler {
   std::optional<uint64_t> call;  // the call it runs, if any
 };
 
-WarmHandlers::WarmHandlers(event::Loop& loop, const exec::ExecContext& ctx, CallDone on_done)
-    : loop_(loop), ctx_(ctx), on_done_(std::move(on_done)) {}
+WarmHandlers::WarmHandlers(event::Loop& loop, const exec::ExecContext& ctx,
+                           exec::UserPrefix prefix, CallDone on_done)
+    : loop_(loop), ctx_(ctx), prefix_(prefix), on_done_(std::move(on_done)) {}
 
 WarmHandlers::~WarmHandlers() = default;
 
-bool WarmHandlers::Run(uint64_t call_id, const proto::CmdInfo& call) {
+bool WarmHandlers::Run(uint64_t call_id, const proto::CmdInfo& call, int hold_fd) {
   auto encoded = proto::EncodeCmdInfo(call);
   if (!encoded) return false;
   Handler* handler = nullptr;
+  if (idle_.empty()) CollectFinished();
   if (!idle_.empty()) {
     handler = handlers_.at(idle_.back()).get();
     idle_.pop_back();
@@ -95,7 +107,11 @@ bool WarmHandlers::Run(uint64_t call_id, const proto::CmdInfo& call) {
   }
   // An idle handler has read everything sent before, so the socket buffer
   // is empty and a request (at most ~66 KiB) goes out at once.
-  if (!sys::WriteAll(handler->socket.get(), *encoded, sys::Deadline::After(kWriteTimeout))) {
+  const std::byte marker[1] = {kCallFollows};
+  Status announced = hold_fd >= 0 ? sys::SendWithFd(handler->socket.get(), marker, hold_fd)
+                                  : sys::WriteAll(handler->socket.get(), marker, sys::Deadline::After(kWriteTimeout));
+  if (!announced ||
+      !sys::WriteAll(handler->socket.get(), *encoded, sys::Deadline::After(kWriteTimeout))) {
     LOG_WARNING("warm call handler {} did not take a call; forking one instead", handler->pid);
     Retire(*handler);
     return false;
@@ -119,7 +135,7 @@ WarmHandlers::Handler* WarmHandlers::Spawn() {
   if (pid == 0) {
     const int keep[] = {theirs.get()};
     ForgetParentLoop(keep);
-    ::_exit(ServeWarmCalls(theirs.get(), ctx_));
+    ::_exit(ServeWarmCalls(theirs.get(), ctx_, prefix_));
   }
   theirs.reset();
   auto handler = std::make_unique<Handler>();
@@ -175,6 +191,15 @@ void WarmHandlers::OnReadable(pid_t pid) {
     idle_.push_back(pid);
   }
   on_done_(call);
+}
+
+// A handler may have reported "done" in the same loop iteration that
+// brought the new call; reading those reports first saves a fork.
+void WarmHandlers::CollectFinished() {
+  std::vector<pid_t> busy;
+  for (const auto& [pid, handler] : handlers_)
+    if (handler->call && handler->socket.valid()) busy.push_back(pid);
+  for (pid_t pid : busy) OnReadable(pid);
 }
 
 void WarmHandlers::OnExit(pid_t pid) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
+#include <vector>
 #include <thread>
 
 #include "agent_fixture.h"
@@ -61,6 +63,35 @@ TEST_F(ForkServer, RunsARequestAndClosesTheConnectionWhenTheCallEnds) {
   EXPECT_EQ(output.out, "arg src input\n");
   EXPECT_EQ(output.exit_code, 2);
   EXPECT_TRUE(WaitForEof(conn->get()));
+}
+
+// Warm handlers (agent/warm_handlers.h): the second call runs in the process
+// that ran the first, and each connection still reaches EOF at its end.
+TEST_F(ForkServer, ConsecutiveCallsRunInOneWarmHandler) {
+  WriteScript(dir_ / "rpc/test.Pid", "echo \"$QREXEC_AGENT_PID $PPID\"\n");
+  StartForkServer();
+  std::vector<std::string> outputs;
+  for (uint32_t port : {521u, 523u}) {
+    auto listener = VchanListen(dir_.path(), 0, kVmDomain, port);
+    ASSERT_TRUE(listener);
+    auto conn = ConnectUnixRetry(socket_path());
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(SendRaw(conn->get(), Request(kExecCmdline, 0, port, "QUBESRPC test.Pid src")));
+    auto vchan = VchanAccept(listener->get(), dir_.path(), 0, kVmDomain, port);
+    ASSERT_TRUE(vchan);
+    ASSERT_TRUE(Handshake(vchan->get(), 4));
+    auto output = CollectServiceOutput(vchan->get());  // the service reads no stdin
+    EXPECT_EQ(output.exit_code, 0);
+    EXPECT_TRUE(WaitForEof(conn->get()));
+    outputs.push_back(output.out);
+  }
+  ASSERT_EQ(outputs.size(), 2u);
+  std::istringstream first(outputs[0]);
+  pid_t agent_pid = 0, parent = 0;
+  first >> agent_pid >> parent;
+  EXPECT_GT(agent_pid, 0);
+  EXPECT_EQ(agent_pid, parent) << "QREXEC_AGENT_PID names the handler";
+  EXPECT_EQ(outputs[1], outputs[0]) << "the same handler ran both calls";
 }
 
 TEST_F(ForkServer, InvalidRequestsAreClosed) {
