@@ -3,7 +3,7 @@
 // A handler forked afresh for every call (call_handler.h) spends most of its
 // CPU time on being a new process: on a VM, where page faults are dear, the
 // child faults in every page of code and heap it touches, and its exit tears
-// them down again (about 60 faults and 1 ms of CPU per call on the 2-vCPU
+// them down again (about 60 faults and 0.5 ms of CPU per call on the 2-vCPU
 // bench machine, see bench/README.md). A warm handler is forked once and
 // then loops: it takes a call from the agent, runs it exactly as a forked
 // handler does (PlanCall + RunCallHandler: same code, same files, same
