@@ -39,12 +39,15 @@ CallPlan PlanRequest(const proto::CmdInfo& request, const exec::ExecContext& ctx
 class Server {
  public:
   Server(event::Loop& loop, int listener)
-      : loop_(loop), listener_(listener), warm_(loop, ctx_, exec::UserPrefix::kAbsent, [](uint64_t) {}) {
+      : loop_(loop),
+        listener_(listener),
+        warm_(loop, ctx_, exec::UserPrefix::kAbsent, [](uint64_t) {}) {
     ctx_.load_rpc_config = false;
   }
 
   Status Start() {
-    auto watch = loop_.WatchFd(listener_, event::Interest::Read(), [this](event::Ready) { OnAcceptable(); });
+    auto watch =
+        loop_.WatchFd(listener_, event::Interest::Read(), [this](event::Ready) { OnAcceptable(); });
     if (!watch) return tl::unexpected(watch.error());
     listen_watch_ = std::move(*watch);
     return Ok();
@@ -54,7 +57,8 @@ class Server {
   void OnAcceptable() {
     auto connection = sys::Accept(listener_);
     if (!connection) {
-      if (connection.error().sys_errno != EAGAIN) LOG_ERROR("accept: {}", connection.error().ToString());
+      if (connection.error().sys_errno != EAGAIN)
+        LOG_ERROR("accept: {}", connection.error().ToString());
       return;
     }
     if (auto served = Serve(std::move(*connection)); !served)
@@ -66,7 +70,8 @@ class Server {
   Status Serve(UniqueFd connection) {
     auto request = ReadForkRequest(connection.get(), sys::Deadline::After(kRequestTimeout));
     if (!request) return tl::unexpected(request.error());
-    if (request->type == proto::ExecType::kExecCmdline && warm_.Run(next_id_++, *request, connection.get()))
+    if (request->type == proto::ExecType::kExecCmdline &&
+        warm_.Run(next_id_++, *request, connection.get()))
       return Ok();
     CallPlan call = PlanRequest(*request, ctx_);
     int keep[] = {connection.get()};

@@ -14,8 +14,8 @@
 #include "agent/options.h"
 #include "base/result.h"
 #include "base/sys.h"
-#include "proto/messages.h"
 #include "base/unique_fd.h"
+#include "proto/messages.h"
 
 namespace qrexec::agent {
 
@@ -32,6 +32,5 @@ int RunForkServer(const ForkServerOptions& options);
 // from `fd`, checked, before `deadline`. Warm handlers take their calls in
 // the same format.
 Result<proto::CmdInfo> ReadForkRequest(int fd, const sys::Deadline& deadline);
-
 
 }  // namespace qrexec::agent

@@ -44,7 +44,9 @@ void ReapStrayChildren() {
 
 // True when a call arrived; false on time-out, EOF or error.
 bool WaitForCall(int owner) {
-  struct pollfd pfd {owner, POLLIN, 0};
+  struct pollfd pfd {
+    owner, POLLIN, 0
+  };
   int timeout_ms = WarmHandlers::kIdleSeconds * 1000;
   while (true) {
     int n = ::poll(&pfd, 1, timeout_ms);
@@ -87,8 +89,8 @@ struct WarmHandlers::Handler {
   std::optional<uint64_t> call;  // the call it runs, if any
 };
 
-WarmHandlers::WarmHandlers(event::Loop& loop, const exec::ExecContext& ctx,
-                           exec::UserPrefix prefix, CallDone on_done)
+WarmHandlers::WarmHandlers(event::Loop& loop, const exec::ExecContext& ctx, exec::UserPrefix prefix,
+                           CallDone on_done)
     : loop_(loop), ctx_(ctx), prefix_(prefix), on_done_(std::move(on_done)) {}
 
 WarmHandlers::~WarmHandlers() = default;
@@ -109,7 +111,8 @@ bool WarmHandlers::Run(uint64_t call_id, const proto::CmdInfo& call, int hold_fd
   // is empty and a request (at most ~66 KiB) goes out at once.
   const std::byte marker[1] = {kCallFollows};
   Status announced = hold_fd >= 0 ? sys::SendWithFd(handler->socket.get(), marker, hold_fd)
-                                  : sys::WriteAll(handler->socket.get(), marker, sys::Deadline::After(kWriteTimeout));
+                                  : sys::WriteAll(handler->socket.get(), marker,
+                                                  sys::Deadline::After(kWriteTimeout));
   if (!announced ||
       !sys::WriteAll(handler->socket.get(), *encoded, sys::Deadline::After(kWriteTimeout))) {
     LOG_WARNING("warm call handler {} did not take a call; forking one instead", handler->pid);

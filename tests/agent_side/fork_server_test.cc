@@ -4,8 +4,8 @@
 
 #include <fstream>
 #include <sstream>
-#include <vector>
 #include <thread>
+#include <vector>
 
 #include "agent_fixture.h"
 #include "base/sys.h"

@@ -1,6 +1,7 @@
 // Warm call handlers (agent/warm_handlers.h) seen from outside: which
 // process runs each call, what a handler keeps between calls, and how the
 // agent replaces and retires them.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
@@ -11,8 +12,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "mini_qubes.h"
 
@@ -56,14 +55,16 @@ std::vector<pid_t> HandlersOf(pid_t parent) {
 bool Gone(pid_t pid) {
   std::string stat = ReadProcFile(pid, "stat");
   auto close = stat.rfind(')');
-  return stat.empty() || (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z');
+  return stat.empty() ||
+         (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z');
 }
 
 class WarmHandlers : public ::testing::Test {
  protected:
   void Start(std::vector<std::string> agent_args = {}) {
     qubes_ = std::make_unique<MiniQubes>(
-        std::vector<DomainSpec>{{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}}, kPolicy);
+        std::vector<DomainSpec>{{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}},
+        kPolicy);
     for (auto& arg : agent_args) qubes_->AddAgentArg(arg);
     // Prints the pid of the process that handles the call, then echoes.
     WriteScript(qubes_->ServiceDir("vault") + "/demo.Who",
@@ -79,7 +80,8 @@ class WarmHandlers : public ::testing::Test {
   // The handler's pid as the service saw it (its parent, which must also be
   // QREXEC_AGENT_PID), and whatever followed on stdout.
   std::pair<pid_t, std::string> Who(std::string_view input = {}) {
-    auto result = RunProgram(qubes_->ClientVm("work", {"vault", "demo.Who"}), input, std::chrono::seconds(20));
+    auto result = RunProgram(qubes_->ClientVm("work", {"vault", "demo.Who"}), input,
+                             std::chrono::seconds(20));
     EXPECT_EQ(result.exit_code, 0) << result.err << qubes_->Logs();
     std::istringstream out(result.out);
     pid_t parent = 0, agent_pid = 0;
@@ -120,8 +122,9 @@ TEST_F(WarmHandlers, AnIdleHandlerHoldsNothingButItsAgentSocket) {
   bool idle = false;
   for (int i = 0; i < 200 && !idle; ++i) {
     std::error_code ec;
-    auto fds = std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(handler) + "/fd", ec),
-                             std::filesystem::directory_iterator());
+    auto fds = std::distance(
+        std::filesystem::directory_iterator("/proc/" + std::to_string(handler) + "/fd", ec),
+        std::filesystem::directory_iterator());
     idle = fds == 4;
     if (!idle) std::this_thread::sleep_for(milliseconds(10));
   }
@@ -145,7 +148,8 @@ TEST_F(WarmHandlers, AtMostFourHandlersStayAfterABurst) {
   std::vector<std::future<RunResult>> calls;
   for (int i = 0; i < 8; ++i) {
     calls.push_back(std::async(std::launch::async, [this] {
-      return RunProgram(qubes_->ClientVm("work", {"vault", "demo.Hold"}), "", std::chrono::seconds(30));
+      return RunProgram(qubes_->ClientVm("work", {"vault", "demo.Hold"}), "",
+                        std::chrono::seconds(30));
     }));
   }
   for (auto& call : calls) {
@@ -169,7 +173,8 @@ TEST_F(WarmHandlers, AtMostFourHandlersStayAfterABurst) {
 // handler must not be switched: its stdout would be dropped.
 TEST_F(WarmHandlers, ALateSigusr1FromAnEarlierCallDoesNotReachTheNextCall) {
   Start();
-  auto late = RunProgram(qubes_->ClientVm("work", {"vault", "demo.Late"}), "", std::chrono::seconds(20));
+  auto late =
+      RunProgram(qubes_->ClientVm("work", {"vault", "demo.Late"}), "", std::chrono::seconds(20));
   ASSERT_EQ(late.exit_code, 0) << late.err << qubes_->Logs();
   std::this_thread::sleep_for(milliseconds(500));  // the signal is pending now
   auto [handler, out] = Who("kept");
