@@ -1,6 +1,5 @@
 #include "agent/call_handler.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -132,11 +131,9 @@ std::function<UniqueFd()> StderrLogOpener(const exec::RpcCall& rpc,
 // last lines on (a warm handler must not leave it behind as a zombie).
 // After a second it is killed (ChildProcess's destructor).
 void AwaitLogger(exec::ChildProcess& logger) {
-  constexpr int kLoggerGraceMs = 1000;
-  if (logger.pidfd() >= 0) {
-    struct pollfd pfd {logger.pidfd(), POLLIN, 0};
-    (void)::poll(&pfd, 1, kLoggerGraceMs);
-  }
+  constexpr int kLoggerGraceSeconds = 1;
+  if (logger.pidfd() >= 0)
+    (void)sys::WaitReadable(logger.pidfd(), sys::Deadline::AfterSeconds(kLoggerGraceSeconds));
   (void)logger.TryWait();
 }
 

@@ -42,24 +42,13 @@ void ReapStrayChildren() {
   }
 }
 
-// True when a call arrived; false on time-out, EOF or error.
-bool WaitForCall(int owner) {
-  struct pollfd pfd {
-    owner, POLLIN, 0
-  };
-  int timeout_ms = WarmHandlers::kIdleSeconds * 1000;
-  while (true) {
-    int n = ::poll(&pfd, 1, timeout_ms);
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0 && (pfd.revents & POLLIN) != 0;
-  }
-}
-
 }  // namespace
 
 int ServeWarmCalls(int owner, const exec::ExecContext& ctx, exec::UserPrefix prefix) {
   while (true) {
-    if (!WaitForCall(owner)) return 0;
+    // Readable: a call arrived, or EOF (RecvWithFd then reads nothing).
+    if (!sys::WaitReadable(owner, sys::Deadline::AfterSeconds(WarmHandlers::kIdleSeconds)))
+      return 0;
     std::byte marker[1];
     auto announced = sys::RecvWithFd(owner, marker);
     // EOF: the owner retired us or went away.
@@ -198,11 +187,19 @@ void WarmHandlers::OnReadable(pid_t pid) {
 
 // A handler may have reported "done" in the same loop iteration that
 // brought the new call; reading those reports first saves a fork.
+// One poll() over the busy handlers' sockets, so that a burst with many
+// calls in flight costs one system call per new call, not one per handler.
 void WarmHandlers::CollectFinished() {
-  std::vector<pid_t> busy;
-  for (const auto& [pid, handler] : handlers_)
-    if (handler->call && handler->socket.valid()) busy.push_back(pid);
-  for (pid_t pid : busy) OnReadable(pid);
+  std::vector<struct pollfd> busy;
+  std::vector<pid_t> pids;
+  for (const auto& [pid, handler] : handlers_) {
+    if (!handler->call || !handler->socket.valid()) continue;
+    busy.push_back({handler->socket.get(), POLLIN, 0});
+    pids.push_back(pid);
+  }
+  if (busy.empty() || ::poll(busy.data(), busy.size(), 0) <= 0) return;
+  for (size_t i = 0; i < busy.size(); ++i)
+    if (busy[i].revents != 0) OnReadable(pids[i]);
 }
 
 void WarmHandlers::OnExit(pid_t pid) {
