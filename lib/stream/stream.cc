@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "stream/byte_queue.h"
 #include "stream/decoder.h"
+#include "stream/engine.h"
 
 namespace qrexec::stream {
 
@@ -44,186 +45,23 @@ void InstallSigpipeGuard() {
   ::sigaction(SIGPIPE, &sa, nullptr);
 }
 
+namespace internal {
 namespace {
 
-using internal::AppendMessage;
-using internal::ByteQueue;
+// Single-socket modes read the socket through the source and write it
+// through a dup(), because one fd can carry only one FdWatch.
+Result<UniqueFd> DupSocket(int fd) {
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!copy.valid()) return ErrnoError("dup");
+  return copy;
+}
 
-// A local fd switched to O_NONBLOCK for the stream's lifetime.
-struct LocalFd {
-  UniqueFd owned;
-  int fd = -1;
-  int saved_flags = -1;
-  bool is_socket = false;
+void SetInterest(event::FdWatch& watch, event::Interest interest) {
+  if (!watch.active()) return;
+  if (auto s = watch.SetInterest(interest); !s) LOG_ERROR("{}", s.error().ToString());
+}
 
-  Status Adopt(int raw) {
-    fd = raw;
-    struct stat st {};
-    is_socket = ::fstat(raw, &st) == 0 && S_ISSOCK(st.st_mode);
-    saved_flags = ::fcntl(raw, F_GETFL);
-    if (saved_flags < 0) return ErrnoError("fcntl(F_GETFL)");
-    if ((saved_flags & O_NONBLOCK) == 0 && ::fcntl(raw, F_SETFL, saved_flags | O_NONBLOCK) != 0) {
-      return ErrnoError("fcntl(F_SETFL)");
-    }
-    return Ok();
-  }
-  // Restores the flags (the description may be shared with other processes,
-  // e.g. a terminal) and closes the fd if owned.
-  void Close() {
-    if (fd >= 0 && saved_flags >= 0) ::fcntl(fd, F_SETFL, saved_flags);
-    owned.reset();
-    fd = -1;
-  }
-};
-
-// Local destination of received data.
-struct Sink {
-  LocalFd local;
-  bool filter = false;
-  ByteQueue buf;
-  bool eof_pending = false;
-  bool closed = true;
-  // EOF is passed on with shutdown(SHUT_WR) for sockets; never for the
-  // caller's stderr, which is the process's own (borrowed) stderr.
-  bool shutdown_on_close = true;
-  event::FdWatch watch;
-};
-
-// Local source of data to send.
-struct Source {
-  LocalFd local;
-  proto::MsgType type = proto::MsgType::kDataStdin;
-  bool eof = true;
-  event::FdWatch watch;
-};
-
-class Engine final : public Stream {
- public:
-  Engine(event::Loop& loop, Role role, uint32_t own_version,
-         std::optional<uint32_t> negotiated_version, size_t limit, DoneCallback done)
-      : loop_(loop),
-        role_(role),
-        own_version_(own_version),
-        limit_(limit),
-        done_(std::move(done)),
-        decoder_(role, own_version, negotiated_version) {}
-
-  ~Engine() override { CloseAll(); }
-
-  Status InitCaller(CallerConfig& config);
-  Status InitService(ServiceConfig& config);
-
-  Role role() const override { return role_; }
-  uint32_t negotiated_version() const override { return decoder_.version(); }
-  size_t buffered_bytes() const override {
-    size_t total = rx_.size() + tx_.size();
-    for (const Sink& sink : sinks_) total += sink.buf.size();
-    return total;
-  }
-  size_t peak_buffered_bytes() const override { return peak_; }
-  Status SwitchToSingleSocket() override;
-
- private:
-  static constexpr size_t kRxCap = 2 * (limits::kMaxDataChunkV3 + proto::kHeaderSize);
-
-  Status InitCommon(UniqueFd vchan);
-  Status OpenSink(size_t index, UniqueFd owned, int raw, bool filter);
-  Status OpenSource(size_t index, UniqueFd owned, proto::MsgType type);
-  Status StartRunning(bool switch_on_sigusr1);
-  void OnChildExit(int status);
-  void OnHello();
-
-  void OnVchan(event::Ready ready);
-  bool SinksHaveRoom() const;
-  void ReadVchan();
-  void FlushVchan();
-  void ProcessRx();
-  bool HandleEvent(const InboundEvent& event);
-  void OnExitCode(int code);
-
-  void OnSource(size_t index);
-  void SourceEof(size_t index);
-  void StopSource(size_t index);
-  void OnSink(size_t index);
-  void WriteSink(size_t index);
-  // One non-blocking write of `data` to the sink's fd; returns how much it took
-  // (0 on EAGAIN or error).
-  static size_t TryWriteDirect(const Sink& sink, std::span<const std::byte> data);
-  void CloseSink(size_t index, bool discard);
-
-  void Queue(proto::MsgType type, std::span<const std::byte> payload);
-  void NoteBuffered() { peak_ = std::max(peak_, buffered_bytes()); }
-  void LogWrongDirection();
-  // Service stderr: the best-effort copy for syslog (ServiceConfig).
-  void CopyStderr(std::span<const std::byte> data);
-  void Update();
-  void CheckServiceDone();
-  void CheckCallerDone();
-  void Fail(Error error);
-  void Finish(Result<int> outcome);
-  void CloseAll();
-
-  Sink* SinkFor(Channel channel) {
-    switch (channel) {
-      case Channel::kStdout: return role_ == Role::kCaller ? &sinks_[0] : nullptr;
-      case Channel::kStderr: return role_ == Role::kCaller ? &sinks_[1] : nullptr;
-      case Channel::kStdin: return role_ == Role::kService ? &sinks_[0] : nullptr;
-    }
-    return nullptr;
-  }
-
-  event::Loop& loop_;
-  Role role_;
-  uint32_t own_version_;
-  size_t limit_;
-  DoneCallback done_;
-  InboundDecoder decoder_;
-  bool logged_wrong_direction_ = false;
-  std::function<UniqueFd()> open_stderr_copy_;
-  UniqueFd stderr_copy_;
-  bool stderr_copy_dropped_ = false;
-  size_t peak_ = 0;
-
-  UniqueFd vchan_;
-  event::FdWatch vchan_watch_;
-  ByteQueue rx_;
-  ByteQueue tx_;
-  bool vchan_read_eof_ = false;
-  bool vchan_write_dead_ = false;
-  bool rx_stalled_ = false;  // a complete message waits for room in its sink
-  bool stop_rx_ = false;     // no more input is wanted from the peer
-
-  // Caller: sinks {stdout, stderr}, sources {stdin}.
-  // Service: sinks {child stdin}, sources {child stdout, child stderr}.
-  std::array<Sink, 2> sinks_;
-  std::array<Source, 2> sources_;
-
-  // Caller.
-  std::string prefix_data_;
-  bool got_exit_ = false;
-  int remote_code_ = 0;
-  bool stdin_eof_sent_ = false;
-  // Service.
-  bool socket_service_ = false;
-  bool exit_on_service_eof_ = false;
-  bool exit_on_client_eof_ = false;
-  bool stdout_eof_sent_ = false;
-  bool stderr_eof_sent_ = false;
-  bool exit_queued_ = false;
-  int exit_sent_ = 0;
-  // Child (service process, or the caller's local program).
-  pid_t child_pid_ = -1;
-  event::ChildWatch child_watch_;
-  bool child_reaped_ = false;
-  int child_status_ = 0;
-
-  bool single_socket_ = false;  // source 0 reads the socket of sink 0
-  event::SignalWatch sigusr1_;
-
-  bool finished_ = false;
-  std::optional<Result<int>> outcome_;
-  event::Timer finish_timer_;
-};
+}  // namespace
 
 Status Engine::InitCommon(UniqueFd vchan) {
   InstallSigpipeGuard();
@@ -248,45 +86,6 @@ Status Engine::InitCommon(UniqueFd vchan) {
     Queue(proto::MsgType::kHello, body);
   }
   return Ok();
-}
-
-Status Engine::OpenSink(size_t index, UniqueFd owned, int raw, bool filter) {
-  Sink& sink = sinks_[index];
-  sink.filter = filter;
-  if (raw < 0) return Ok();  // stays closed: data is dropped
-  sink.local.owned = std::move(owned);
-  if (auto adopted = sink.local.Adopt(raw); !adopted) return adopted;
-  auto watch = loop_.WatchFd(raw, event::Interest::None(), [this, index](event::Ready) {
-    OnSink(index);
-  });
-  if (!watch) return tl::unexpected(watch.error());
-  sink.watch = std::move(*watch);
-  sink.closed = false;
-  return Ok();
-}
-
-Status Engine::OpenSource(size_t index, UniqueFd owned, proto::MsgType type) {
-  Source& source = sources_[index];
-  source.type = type;
-  if (!owned.valid()) return Ok();  // stays at EOF; OnHello sends the EOF
-  int raw = owned.get();
-  source.local.owned = std::move(owned);
-  if (auto adopted = source.local.Adopt(raw); !adopted) return adopted;
-  auto watch = loop_.WatchFd(raw, event::Interest::None(), [this, index](event::Ready) {
-    OnSource(index);
-  });
-  if (!watch) return tl::unexpected(watch.error());
-  source.watch = std::move(*watch);
-  source.eof = false;
-  return Ok();
-}
-
-// Single-socket modes read the socket through the source and write it
-// through a dup(), because one fd can carry only one FdWatch.
-Result<UniqueFd> DupSocket(int fd) {
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
-  if (!copy.valid()) return ErrnoError("dup");
-  return copy;
 }
 
 Status Engine::InitCaller(CallerConfig& config) {
@@ -565,136 +364,11 @@ void Engine::LogWrongDirection() {
   LOG_ERROR("data channel: peer sent a message for the wrong direction");
 }
 
-// --- local sources ---
-
-void Engine::OnSource(size_t index) {
-  Source& source = sources_[index];
-  if (source.eof || !decoder_.hello_done() || tx_.size() >= limit_ || vchan_write_dead_) {
-    return Update();
-  }
-  size_t chunk = decoder_.max_chunk();
-  auto space = tx_.Reserve(proto::kHeaderSize + chunk);
-  ssize_t n;
-  do {
-    n = ::read(source.local.fd, space.data() + proto::kHeaderSize, chunk);
-  } while (n < 0 && errno == EINTR);
-  if (n > 0) {
-    if (role_ == Role::kService && index == 1)
-      CopyStderr(space.subspan(proto::kHeaderSize, static_cast<size_t>(n)));
-    proto::EncodeHeader(space.first<proto::kHeaderSize>(), source.type, static_cast<uint32_t>(n));
-    tx_.Commit(proto::kHeaderSize + chunk, proto::kHeaderSize + static_cast<size_t>(n));
-    NoteBuffered();
-  } else {
-    tx_.Commit(proto::kHeaderSize + chunk, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Update();
-    if (n < 0) LOG_DEBUG("local read failed, treating as EOF: {}", std::strerror(errno));
-    SourceEof(index);
-  }
-  FlushVchan();
-  Update();
-}
-
-void Engine::CopyStderr(std::span<const std::byte> data) {
-  if (open_stderr_copy_) {
-    stderr_copy_ = std::exchange(open_stderr_copy_, nullptr)();
-    if (stderr_copy_.valid() && !sys::SetNonBlocking(stderr_copy_.get(), true)) stderr_copy_.reset();
-  }
-  if (!stderr_copy_.valid()) return;
-  ssize_t n;
-  do {
-    n = ::write(stderr_copy_.get(), data.data(), data.size());
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno != EAGAIN) {
-    stderr_copy_.reset();  // the logger is gone (EPIPE): no more copies
-    return;
-  }
-  if (static_cast<size_t>(std::max<ssize_t>(n, 0)) < data.size() && !stderr_copy_dropped_) {
-    stderr_copy_dropped_ = true;
-    LOG_WARNING("the syslog copy of the service's stderr fell behind; dropping what does not fit");
-  }
-}
-
-void Engine::SourceEof(size_t index) {
-  StopSource(index);
-  Queue(sources_[index].type, {});
-  if (role_ == Role::kCaller) {
-    stdin_eof_sent_ = true;
-  } else if (index == 0) {
-    stdout_eof_sent_ = true;
-    if (exit_on_service_eof_) CloseSink(0, /*discard=*/true);
-  } else {
-    stderr_eof_sent_ = true;
-  }
-}
-
-void Engine::StopSource(size_t index) {
-  Source& source = sources_[index];
-  source.eof = true;
-  source.watch.Reset();
-  source.local.Close();
-}
-
-// --- local sinks ---
-
-void Engine::OnSink(size_t index) {
-  WriteSink(index);
-  // Room in a sink may unblock a stalled message.
-  if (rx_stalled_) ProcessRx();
-  if (finished_) return;
-  FlushVchan();
-  Update();
-}
-
-size_t Engine::TryWriteDirect(const Sink& sink, std::span<const std::byte> data) {
-  ssize_t n;
-  do {
-    n = sink.local.is_socket ? ::send(sink.local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
-                             : ::write(sink.local.fd, data.data(), data.size());
-  } while (n < 0 && errno == EINTR);
-  return n > 0 ? static_cast<size_t>(n) : 0;
-}
-
-void Engine::WriteSink(size_t index) {
-  Sink& sink = sinks_[index];
-  if (sink.closed) return;
-  while (!sink.buf.empty()) {
-    auto data = sink.buf.data();
-    ssize_t n = sink.local.is_socket
-                    ? ::send(sink.local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
-                    : ::write(sink.local.fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      LOG_DEBUG("local write failed, dropping further output: {}", std::strerror(errno));
-      return CloseSink(index, /*discard=*/true);
-    }
-    sink.buf.Consume(static_cast<size_t>(n));
-  }
-  if (sink.eof_pending) CloseSink(index, /*discard=*/false);
-}
-
-void Engine::CloseSink(size_t index, bool discard) {
-  Sink& sink = sinks_[index];
-  if (discard) sink.buf.Release();
-  if (sink.closed) return;
-  QREXEC_CHECK(sink.buf.empty());
-  sink.closed = true;
-  sink.watch.Reset();
-  if (sink.local.is_socket && sink.shutdown_on_close) ::shutdown(sink.local.fd, SHUT_WR);
-  sink.local.Close();
-  sink.buf.Release();
-}
-
 // --- bookkeeping ---
 
 void Engine::Queue(proto::MsgType type, std::span<const std::byte> payload) {
   AppendMessage(tx_, type, payload);
   NoteBuffered();
-}
-
-void SetInterest(event::FdWatch& watch, event::Interest interest) {
-  if (!watch.active()) return;
-  if (auto s = watch.SetInterest(interest); !s) LOG_ERROR("{}", s.error().ToString());
 }
 
 void Engine::Update() {
@@ -795,7 +469,9 @@ void Engine::CloseAll() {
   stderr_copy_.reset();
 }
 
-}  // namespace
+}  // namespace internal
+
+using internal::Engine;
 
 Result<std::unique_ptr<Stream>> Stream::StartCaller(event::Loop& loop, CallerConfig config,
                                                     DoneCallback done) {
