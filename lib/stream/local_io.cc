@@ -124,13 +124,23 @@ void Engine::OnSink(size_t index) {
   Update();
 }
 
-size_t Engine::TryWriteDirect(const Sink& sink, std::span<const std::byte> data) {
+namespace {
+
+// One non-blocking write to a local fd (send() without SIGPIPE for sockets),
+// retried on EINTR; -1 with errno otherwise.
+ssize_t WriteLocal(const LocalFd& local, std::span<const std::byte> data) {
   ssize_t n;
   do {
-    n = sink.local.is_socket
-            ? ::send(sink.local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
-            : ::write(sink.local.fd, data.data(), data.size());
+    n = local.is_socket ? ::send(local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                        : ::write(local.fd, data.data(), data.size());
   } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+}  // namespace
+
+size_t Engine::TryWriteDirect(const Sink& sink, std::span<const std::byte> data) {
+  ssize_t n = WriteLocal(sink.local, data);
   return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
@@ -138,12 +148,8 @@ void Engine::WriteSink(size_t index) {
   Sink& sink = sinks_[index];
   if (sink.closed) return;
   while (!sink.buf.empty()) {
-    auto data = sink.buf.data();
-    ssize_t n = sink.local.is_socket
-                    ? ::send(sink.local.fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
-                    : ::write(sink.local.fd, data.data(), data.size());
+    ssize_t n = WriteLocal(sink.local, sink.buf.data());
     if (n < 0) {
-      if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       LOG_DEBUG("local write failed, dropping further output: {}", std::strerror(errno));
       return CloseSink(index, /*discard=*/true);
