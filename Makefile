@@ -10,7 +10,7 @@ CTEST_ARGS ?=
 DEB_PACKAGES = build-essential cmake ninja-build g++ clang libclang-rt-14-dev \
   libexpected-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev \
   libgtest-dev libgmock-dev libbenchmark-dev pkg-config groff-base \
-  bubblewrap graphviz python3 procps iproute2 util-linux
+  bubblewrap graphviz python3 procps iproute2 util-linux libseccomp-dev
 
 all: build
 

@@ -79,10 +79,58 @@ class Parser {
     return out;
   }
 
+  // "2G", "512M", "64K" (binary units) or a plain number of bytes.
+  Result<uint64_t> GetSize(const toml::node& node, std::string_view key) const {
+    if (node.is_integer() && *node.value<int64_t>() > 0) return static_cast<uint64_t>(*node.value<int64_t>());
+    auto text = node.value<std::string>();
+    auto fail = [&] { return Fail(LineOf(node), fmt::format("'{}' must be a size such as \"512M\" or \"2G\"", key)); };
+    if (!node.is_string() || !text || text->empty() || text->size() > 20) return fail();
+    uint64_t shift = 0;
+    std::string digits = *text;
+    switch (digits.back()) {
+      case 'K': shift = 10; break;
+      case 'M': shift = 20; break;
+      case 'G': shift = 30; break;
+      case 'T': shift = 40; break;
+      default: break;
+    }
+    if (shift != 0) digits.pop_back();
+    if (digits.empty() || digits.size() > 12 || digits.find_first_not_of("0123456789") != std::string::npos) return fail();
+    uint64_t value = std::stoull(digits) << shift;
+    if (value == 0) return fail();
+    return value;
+  }
+  Result<uint32_t> GetInteger(const toml::node& node, std::string_view key, int64_t low, int64_t high) const {
+    if (!node.is_integer() || *node.value<int64_t>() < low || *node.value<int64_t>() > high)
+      return Fail(LineOf(node), fmt::format("'{}' must be an integer from {} to {}", key, low, high));
+    return static_cast<uint32_t>(*node.value<int64_t>());
+  }
+
+  // A limit key of [host] or [[domain]]; nullopt when `k` is not one.
+  std::optional<Status> ParseLimit(std::string_view k, const toml::node& node, DomainLimits& limits) const {
+    auto take = [](auto result, auto& out) -> Status {
+      if (!result) return tl::unexpected(result.error());
+      out = *result;
+      return Ok();
+    };
+    if (k == "memory") return take(GetSize(node, k), limits.memory_bytes);
+    if (k == "tmpfs_size") return take(GetSize(node, k), limits.tmpfs_bytes);
+    if (k == "max_processes") return take(GetInteger(node, k, 16, 4194304), limits.max_processes);
+    if (k == "cpu_weight") return take(GetInteger(node, k, 1, 10000), limits.cpu_weight);
+    if (k == "allow_user_namespaces") return take(GetBool(node, k), limits.allow_user_namespaces);
+    return std::nullopt;
+  }
+
   Status ParseHost(const toml::table& table, HostConfig& config) const {
     for (const auto& [key, node] : table) {
       std::string_view k = key.str();
-      if (k == "state_dir") {
+      if (auto limit = ParseLimit(k, node, config.limits)) {
+        if (!*limit) return *limit;
+      } else if (k == "uid_base") {
+        auto v = GetInteger(node, k, 65536, 0xf0000000LL);
+        if (!v) return tl::unexpected(v.error());
+        config.uid_base = *v;
+      } else if (k == "state_dir") {
         auto v = GetString(node, k);
         if (!v) return tl::unexpected(v.error());
         config.state_dir = Resolve(*v);
@@ -120,6 +168,7 @@ class Parser {
     DomainConfig domain;
     domain.line = LineOf(table);
     domain.default_dispvm = config.default_dispvm;
+    domain.limits = config.limits;
     bool has_name = false;
     bool has_default_dispvm = false;
     for (const auto& entry : table) {
@@ -132,7 +181,9 @@ class Parser {
         out = path ? Resolve(*v) : *v;
         return Ok();
       };
-      if (k == "name") {
+      if (auto limit = ParseLimit(k, node, domain.limits)) {
+        status = *limit;
+      } else if (k == "name") {
         status = str(domain.name, false);
         has_name = true;
         if (status && !names::IsValidQubeName(domain.name))

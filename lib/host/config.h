@@ -9,6 +9,12 @@
 //   default_dispvm = "default-dvm"       # dom0's and the domains' default
 //   policy_agent = "assume-yes"          # run qrexec-policy-agent for "ask"
 //                                        # rules: none, prompt, assume-yes, assume-no
+//   uid_base = 1879048192                # domains' host id ranges start here
+//   memory = "2G"                        # per-domain limits (defaults; a
+//   max_processes = 1024                 # [[domain]] may override each)
+//   cpu_weight = 100
+//   tmpfs_size = "256M"
+//   allow_user_namespaces = false
 //
 //   [[domain]]
 //   name = "work"
@@ -28,6 +34,7 @@
 // Every error names the file and line.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +43,17 @@
 #include "base/result.h"
 
 namespace qrexec::host {
+
+// What one domain may take from the machine, and what it may do inside
+// (see docs/threat-model.md). [host] sets the defaults; a [[domain]] table
+// may override each key for itself.
+struct DomainLimits {
+  uint64_t memory_bytes = 2ULL << 30;  // memory: RAM incl. its tmpfs pages
+  uint32_t max_processes = 1024;       // max_processes: tasks (threads count)
+  uint32_t cpu_weight = 100;           // cpu_weight: 1-10000, 100 = normal share
+  uint64_t tmpfs_bytes = 256ULL << 20;  // tmpfs_size: each of /tmp, /run, /var
+  bool allow_user_namespaces = false;   // allow_user_namespaces: nested sandboxes
+};
 
 enum class DomainClass { kAdminVM, kAppVM, kTemplateVM, kDispVM, kStandaloneVM };
 
@@ -56,6 +74,7 @@ struct DomainConfig {
   std::string service_dir;     // absolute, or empty
   std::string rpc_config_dir;  // absolute, or empty
   std::string root;            // system root for TemplateVM/StandaloneVM; empty = the host's
+  DomainLimits limits;
   int line = 0;                // where it was defined
 };
 
@@ -67,6 +86,9 @@ struct HostConfig {
   std::string dom0_service_dir;    // empty: none
   std::string default_dispvm;      // dom0's default disposable template
   std::string policy_agent = "none";  // none, prompt, assume-yes, assume-no
+  // uid_base: host id of slot 0 of the domains' id ranges (host/userns.h).
+  uint32_t uid_base = 0x70000000;
+  DomainLimits limits;  // defaults for every domain
   std::vector<DomainConfig> domains;
 
   const DomainConfig* Find(std::string_view name) const;

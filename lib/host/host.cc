@@ -19,16 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uid_t kUserUid = 1000;
 constexpr const char* kAgentName = "qrexec-agent";
-
-Status MakeDir(const std::string& path, mode_t mode) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) return MakeError(ErrorKind::kInternal, "mkdir " + path + ": " + ec.message());
-  if (::chmod(path.c_str(), mode) < 0) return ErrnoError("chmod " + path);
-  return Ok();
-}
 
 Status WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc | std::ios::binary);
@@ -83,18 +74,30 @@ Host::Host(event::Loop& loop, HostOptions options)
     auto domain = std::make_unique<Domain>();
     domain->config = config;
     domain->id = id++;
+    domain->id_slot = domain->id;
     domains_.push_back(std::move(domain));
   }
   next_dynamic_id_ = std::max<uint32_t>(id, 100);
+  next_dynamic_id_floor_ = next_dynamic_id_;
 }
 
 Host::~Host() { Shutdown(); }
 
 Status Host::Init() {
-  for (const auto& dir : {paths_.state_dir, paths_.run_dir, paths_.domains_dir, paths_.disp_dir, paths_.log_dir})
-    if (auto status = MakeDir(dir, 0700); !status) return status;
+  if (::geteuid() == 0) {
+    if (auto status = CheckStateDir(paths_.state_dir); !status) return status;
+    if (auto status = CheckIdBase(options_.config.uid_base); !status) return status;
+  }
+  if (next_dynamic_id_floor_ >= kMaxIdSlots)
+    return MakeError(ErrorKind::kRefused, fmt::format("at most {} domains", kMaxIdSlots - 100));
+  // Searchable (not listable) where a domain's bwrap, which runs as that
+  // domain's root (an unprivileged host uid), must reach its bind sources.
+  for (const auto& dir : {paths_.state_dir, paths_.run_dir, paths_.domains_dir, paths_.disp_dir})
+    if (auto status = MakeHostDir(dir, 0711); !status) return status;
+  if (auto status = MakeHostDir(paths_.log_dir, 0700); !status) return status;
   for (const auto& dir : {paths_.broker_dir, paths_.daemon_socket_dir, paths_.dom0_rpc_dir})
-    if (auto status = MakeDir(dir, 0711); !status) return status;
+    if (auto status = MakeHostDir(dir, 0711); !status) return status;
+  if (::geteuid() == 0) DomainCgroup::RemoveHostGroup(HostCgroupName(paths_.state_dir));  // a crashed run's
   // Disposables' storage of a previous run that did not shut down cleanly.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(paths_.disp_dir, ec)) fs::remove_all(entry.path(), ec);
@@ -153,6 +156,7 @@ void Host::Shutdown() {
     fs::remove(path, ec);
   fs::remove_all(paths_.disp_dir, ec);
   fs::remove_all(paths_.run_dir, ec);  // sockets of this run, incl. the policy daemon's
+  if (::geteuid() == 0) DomainCgroup::RemoveHostGroup(HostCgroupName(paths_.state_dir));
 }
 
 Host::Domain* Host::Find(const std::string& ref) const {
@@ -198,7 +202,10 @@ Result<std::pair<std::string, std::string>> Host::CreateDisposable(const std::st
   domain->config.label = base->label;
   domain->config.default_dispvm = base->default_dispvm;
   domain->config.default_user = base->default_user;
+  domain->config.limits = base->limits;
   domain->config.uuid = RandomUuid();
+  domain->id_slot = AllocateIdSlot();
+  if (domain->id_slot == 0) return MakeError(ErrorKind::kOverloaded, "no free id range for another disposable");
   domain->id = next_dynamic_id_++;
   domain->dynamic = true;
   std::pair<std::string, std::string> result{name, domain->config.uuid};
@@ -250,7 +257,7 @@ Status Host::PrepareStorage(Domain& domain) {
     domain.scratch_dir = paths_.disp_dir + "/" + config.name;
     std::error_code ec;
     fs::remove_all(domain.scratch_dir, ec);
-    if (auto status = MakeDir(domain.scratch_dir, 0700); !status) return status;
+    if (auto status = MakeHostDir(domain.scratch_dir, 0711); !status) return status;
     home = domain.scratch_dir + "/home";
     etc = domain.scratch_dir + "/etc";
     // A fresh copy of the disposable template's home.
@@ -260,16 +267,16 @@ Status Host::PrepareStorage(Domain& domain) {
       if (!rc || *rc != 0) return MakeError(ErrorKind::kInternal, "cannot copy " + template_home);
     }
   } else {
-    home = paths_.domains_dir + "/" + config.name + "/home";
-    etc = paths_.domains_dir + "/" + config.name + "/etc";
+    std::string dir = paths_.domains_dir + "/" + config.name;
+    if (auto status = MakeHostDir(dir, 0711); !status) return status;
+    home = dir + "/home";
+    etc = dir + "/etc";
   }
-  bool fresh = !fs::exists(home);
-  if (auto status = MakeDir(home, 0700); !status) return status;
-  // (Only root can hand the home to the sandbox user; unprivileged test
-  // hosts keep it as it is.)
-  if (fresh && config.default_user != "root" && ::geteuid() == 0 && ::chown(home.c_str(), kUserUid, kUserUid) < 0)
-    return ErrnoError("chown " + home);
-  if (auto status = MakeDir(etc, 0755); !status) return status;
+  bool fresh = ::mkdir(home.c_str(), 0700) == 0;
+  if (!fresh && errno != EEXIST) return ErrnoError("mkdir " + home);
+  if (::chmod(home.c_str(), 0700) < 0) return ErrnoError("chmod " + home);
+  if (auto status = PrepareHome(domain, home, fresh); !status) return status;
+  if (auto status = MakeHostDir(etc, 0755); !status) return status;
   if (auto status = WriteFile(etc + "/passwd", SandboxPasswd(config.default_user)); !status) return status;
   return WriteFile(etc + "/group", SandboxGroup(config.default_user));
 }
@@ -319,6 +326,8 @@ Status Host::LaunchSandbox(Domain& domain) {
                     std::string("--agent-socket=") + kSandboxAgentSocket};
   }
   SpawnOptions spawn;
+  SandboxHandles handles;  // closed once bwrap holds them
+  if (auto status = ConfineSandbox(domain, spec, spawn, handles); !status) return status;
   spawn.argv = BuildBwrapArgs(spec);
   spawn.env = {"PATH=/usr/bin:/bin"};
   spawn.log_path = paths_.log_dir + "/" + config.name + ".log";
@@ -450,6 +459,7 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
       if (!domain->sandbox.Wait(sys::Deadline::After(10s))) LOG_ERROR("the sandbox of {} did not end", name);
     }
   }
+  domain->cgroup.Remove();  // whatever is left of the domain's processes
   domain->daemon_watch.Reset();
   if (domain->daemon.valid()) domain->daemon.Stop(2s);
   broker_.RemoveDomain(domain->id);

@@ -22,6 +22,10 @@
 
 namespace qrexec::host {
 
+struct IdRange;
+struct SandboxSpec;
+struct SandboxHandles;
+
 inline constexpr const char* kDom0Uuid = "00000000-0000-0000-0000-000000000000";
 
 // Where the host keeps things under its state directory.
@@ -110,6 +114,14 @@ class Host {
   Domain* Find(const std::string& ref) const;
   Status PrepareStorage(Domain& domain);
   Status LaunchSandbox(Domain& domain);
+  // host_confine.cc: the domain's id range, user namespace, seccomp filter
+  // and cgroups, added to its bwrap command line and spawn options.
+  uint32_t AllocateIdSlot() const;
+  IdRange IdsOf(const Domain& domain) const;
+  Status ConfineSandbox(Domain& domain, SandboxSpec& spec, SpawnOptions& spawn, SandboxHandles& handles);
+  // Gives the home to the domain's user in its id range (`fresh`: just
+  // made), moving owners from another range when needed.
+  Status PrepareHome(const Domain& domain, const std::string& home, bool fresh);
   Status LaunchDaemon(Domain& domain);
   void CheckReady(const std::string& name);
   void FinishStart(const std::string& name, Status status);
@@ -143,6 +155,7 @@ class Host {
   int helper_restarts_ = 0;
   std::vector<event::Timer> helper_timers_;
   uint32_t next_dynamic_id_ = 0;
+  uint32_t next_dynamic_id_floor_ = 0;  // the first id slot of disposables
   // dispN numbers are never reused while the host runs, as in Qubes: each
   // disposable is a new domain, also by name.
   uint32_t next_disposable_number_ = 1;

@@ -48,6 +48,11 @@ class HostTest : public ::testing::Test {
     char tmpl[] = "/tmp/host_test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    ASSERT_EQ(::chmod(tmpl, 0711), 0);  // as root, the host refuses a state dir others cannot search
+    // The sandbox's first program must exist (the fake bwrap never runs it).
+    std::filesystem::create_directories(dir_ + "/bin");
+    std::ofstream(dir_ + "/bin/qrexec-sandbox-init") << "#!/bin/sh\nexec \"$@\"\n";
+    ::chmod((dir_ + "/bin/qrexec-sandbox-init").c_str(), 0755);
     auto config = ParseConfig(kConfig, dir_ + "/host.toml");
     ASSERT_TRUE(config) << config.error().ToString();
     config->state_dir = dir_ + "/state";

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +18,26 @@ namespace qrexec::host {
 namespace {
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// In the child after fork: async-signal-safe calls only. Returns 0 or the
+// errno of the step that failed (the child then reports it and exits).
+int EnterConfinement(const SpawnOptions& options, const std::vector<const char*>& cgroup_procs) {
+  for (const char* procs : cgroup_procs) {
+    int fd = ::open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    // "0" names the writing process itself, in cgroup v1 and v2.
+    bool written = ::write(fd, "0", 1) == 1;
+    int err = errno;
+    ::close(fd);
+    if (!written) return err;
+  }
+  if (options.join_userns < 0) return 0;
+  if (::setns(options.join_userns, CLONE_NEWUSER) < 0) return errno;
+  if (::syscall(SYS_setgroups, 0, nullptr) < 0) return errno;
+  if (::syscall(SYS_setresgid, 0, 0, 0) < 0) return errno;
+  if (::syscall(SYS_setresuid, 0, 0, 0) < 0) return errno;
+  return 0;
+}
 
 }  // namespace
 
@@ -80,6 +101,10 @@ Result<Child> Spawn(const SpawnOptions& options) {
     null_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!null_fd.valid()) return ErrnoError("open /dev/null");
   }
+  std::vector<const char*> cgroup_procs;
+  for (const auto& path : options.cgroup_procs) cgroup_procs.push_back(path.c_str());
+  std::vector<int> keep_fds = options.keep_fds;
+  keep_fds.reserve(keep_fds.size() + 1);
   // Reports exec failure (errno) to the parent; closes on successful exec.
   auto status_pipe = sys::Pipe();
   if (!status_pipe) return tl::unexpected(status_pipe.error());
@@ -99,10 +124,15 @@ Result<Child> Spawn(const SpawnOptions& options) {
       ::dup2(log_fd.get(), 1);
       ::dup2(log_fd.get(), 2);
     }
-    int keep[] = {status_pipe->second.get()};
-    sys::CloseFdsExcept(keep);
-    ::execve(argv[0], argv.data(), envp.data());
-    int err = errno;
+    int err = EnterConfinement(options, cgroup_procs);
+    if (err == 0) {
+      std::vector<int>& keep = keep_fds;  // reserved before fork: no allocation here
+      keep.push_back(status_pipe->second.get());
+      sys::CloseFdsExcept(keep);
+      for (int fd : options.keep_fds) ::fcntl(fd, F_SETFD, 0);
+      ::execve(argv[0], argv.data(), envp.data());
+      err = errno;
+    }
     (void)!::write(status_pipe->second.get(), &err, sizeof err);
     ::_exit(127);
   }

@@ -24,6 +24,17 @@ struct SpawnOptions {
   bool inherit_stdin = false;
   // setsid() in the child (not attached to our terminal's signals).
   bool new_session = true;
+  // Confinement, applied in the child before exec, in this order:
+  // 1. the child moves itself into each cgroup whose cgroup.procs file is
+  //    listed (while it still has the host's privileges);
+  // 2. with join_userns >= 0: it joins that user namespace and becomes uid
+  //    and gid 0 there with no supplementary groups (so the program runs as
+  //    that namespace's root, as an unprivileged id range on the host).
+  std::vector<std::string> cgroup_procs;
+  int join_userns = -1;
+  // Descriptors passed to the program at the same numbers (their
+  // close-on-exec flag is cleared in the child); every other one is closed.
+  std::vector<int> keep_fds;
 };
 
 class Child {

@@ -25,8 +25,7 @@ bool IsDir(const std::string& path) {
 
 const std::vector<std::string>& SandboxCapabilities() {
   static const std::vector<std::string> kCaps = {"CAP_SETUID", "CAP_SETGID", "CAP_CHOWN",
-                                                 "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL",
-                                                 "CAP_AUDIT_WRITE"};
+                                                 "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL"};
   return kCaps;
 }
 
@@ -51,6 +50,8 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
        "--die-with-parent", "--new-session", "--hostname", spec.name});
   add({"--cap-drop", "ALL"});
   for (const auto& cap : SandboxCapabilities()) add({"--cap-add", cap});
+  if (!spec.init_program.empty()) add({"--cap-add", "CAP_SETPCAP"});
+  if (spec.seccomp_fd >= 0) add({"--seccomp", std::to_string(spec.seccomp_fd)});
 
   std::string root = spec.system_root.empty() ? "/" : spec.system_root;
   auto in_root = [&root](const std::string& rel) {
@@ -75,8 +76,16 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
   if (!spec.group_file.empty()) add({"--ro-bind", spec.group_file, "/etc/group"});
 
   add({"--proc", "/proc", "--dev", "/dev"});
-  add({"--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--symlink", "../run",
-       "/var/run"});
+  // Each --size applies to the next --tmpfs only.
+  auto tmpfs = [&](const char* where, uint64_t bytes) {
+    if (bytes != 0) add({"--size", std::to_string(bytes)});
+    add({"--tmpfs", where});
+  };
+  add({"--perms", "1777"});
+  tmpfs("/tmp", spec.tmpfs_bytes);
+  tmpfs("/run", spec.tmpfs_bytes);
+  tmpfs("/var", spec.tmpfs_bytes);
+  add({"--symlink", "../run", "/var/run"});
   add({"--perms", "1777", "--dir", "/var/tmp", "--dir", "/run/qubes", "--perms", "0700", "--dir", "/root",
        "--perms", "0755", "--dir", "/home"});
   // Services and rpc-config: the template's under /etc, the domain's own
@@ -86,7 +95,8 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
     add({"--ro-bind", spec.template_service_dir, "/etc/qubes-rpc"});
   if (!spec.template_rpc_config_dir.empty() && IsDir(spec.template_rpc_config_dir))
     add({"--ro-bind", spec.template_rpc_config_dir, "/etc/qubes/rpc-config"});
-  add({"--tmpfs", "/usr/local", "--dir", "/usr/local/bin", "--dir", "/usr/local/etc/qubes-rpc", "--dir",
+  tmpfs("/usr/local", 1 << 20);  // holds mount points only
+  add({"--dir", "/usr/local/bin", "--dir", "/usr/local/etc/qubes-rpc", "--dir",
        "/usr/local/etc/qubes/rpc-config"});
   if (!spec.own_service_dir.empty() && IsDir(spec.own_service_dir))
     add({"--ro-bind", spec.own_service_dir, "/usr/local/etc/qubes-rpc"});
@@ -94,6 +104,7 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
     add({"--ro-bind", spec.own_rpc_config_dir, "/usr/local/etc/qubes/rpc-config"});
   for (const auto& [host_path, name] : spec.programs)
     add({"--ro-bind", host_path, std::string(kSandboxBinDir) + "/" + name});
+  if (!spec.init_program.empty()) add({"--ro-bind", spec.init_program, kSandboxInitProgram});
 
   std::string home = spec.user == "root" ? "/root" : "/home/" + spec.user;
   if (!spec.home_dir.empty()) add({"--bind", spec.home_dir, home});
@@ -110,6 +121,7 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
     add({"--setenv", var.substr(0, eq), var.substr(eq + 1)});
   }
   add({"--chdir", "/", "--"});
+  if (!spec.init_program.empty()) a.push_back(kSandboxInitProgram);
   a.insert(a.end(), spec.command.begin(), spec.command.end());
   return a;
 }

@@ -13,11 +13,19 @@
 //   /home/<user>                the domain's private home (read-write)
 //   /tmp, /run, /var            tmpfs (/var/run -> /run)
 //   /run/qubes/broker.sock      the domain's broker socket
-// Namespaces: mount, PID, IPC, UTS (hostname = domain name), network (only
-// loopback), cgroup when available; no user namespace (the host is root).
-// All capabilities but those a service launcher needs are dropped.
+// Namespaces: the domain's own user namespace (made by the host and joined
+// before bwrap starts: host/userns.h), mount, PID, IPC, UTS (hostname =
+// domain name), network (only loopback), cgroup when available. Inside, the
+// capabilities are those a service launcher needs; the bounding set is cut
+// to them by qrexec-sandbox-init (the first program), no_new_privs is set
+// and the seccomp filter of host/seccomp_filter.h is installed.
+//
+// bwrap itself runs as the domain's root, an unprivileged host uid: every
+// bind source must be reachable by it (the host keeps its state directory
+// searchable but not listable: mode 0711).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +35,7 @@ namespace qrexec::host {
 inline constexpr const char* kSandboxBrokerSocket = "/run/qubes/broker.sock";
 inline constexpr const char* kSandboxAgentSocket = "/run/qubes/qrexec-agent";
 inline constexpr const char* kSandboxBinDir = "/usr/local/bin";
+inline constexpr const char* kSandboxInitProgram = "/usr/local/bin/qrexec-sandbox-init";
 inline constexpr const char* kSandboxServicePath = "/run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc";
 inline constexpr const char* kSandboxRpcConfigPath =
     "/run/qubes/rpc-config:/usr/local/etc/qubes/rpc-config:/etc/qubes/rpc-config";
@@ -48,6 +57,11 @@ struct SandboxSpec {
   // Host path -> name under /usr/local/bin (read-only).
   std::vector<std::pair<std::string, std::string>> programs;
   std::vector<std::string> extra_env;  // "K=V"
+  // Host path of qrexec-sandbox-init; when set, it runs first (bound at
+  // /usr/local/bin) and gets CAP_SETPCAP to cut the bounding set.
+  std::string init_program;
+  int seccomp_fd = -1;        // bwrap --seccomp: the compiled filter
+  uint64_t tmpfs_bytes = 0;   // size of /tmp, /run and /var (0: tmpfs default)
   std::vector<std::string> command;    // the first process inside
 };
 
@@ -58,8 +72,10 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec);
 std::string SandboxPasswd(const std::string& user);
 std::string SandboxGroup(const std::string& user);
 
-// Capabilities kept inside (for setuid to the service user, PAM, chown of
-// QubesIncoming...). Everything else, including CAP_SYS_ADMIN, is dropped.
+// Capabilities kept inside, over the domain's own namespaces only: setuid
+// and setgid to the service user, kill of its processes, and the file
+// capabilities a root service expects on the domain's own files. Everything
+// else, including CAP_SYS_ADMIN and CAP_NET_ADMIN, is dropped.
 const std::vector<std::string>& SandboxCapabilities();
 
 }  // namespace qrexec::host

@@ -18,6 +18,9 @@ void HostFixture::SetUp() {
   char tmpl[] = "/tmp/qrexec_host_test.XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   dir_ = tmpl;
+  // Searchable by others: each domain's bwrap runs as that domain's root,
+  // an unprivileged host uid, and must reach its bind sources.
+  ASSERT_EQ(::chmod(tmpl, 0711), 0);
 }
 
 void HostFixture::TearDown() {
