@@ -6,7 +6,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="${QREXEC_BIN_DIR:-$root/build/bin}"
 config="$root/examples/host.toml"
-state=/var/tmp/qrexec-demo
+state=/var/lib/qrexec-demo
 log=$(mktemp /tmp/qrexec-demo-host.XXXXXX.log)
 
 if [ "$(id -u)" != 0 ]; then

@@ -115,6 +115,16 @@ class Parser {
     };
     if (k == "memory") return take(GetSize(node, k), limits.memory_bytes);
     if (k == "tmpfs_size") return take(GetSize(node, k), limits.tmpfs_bytes);
+    if (k == "home_size") {
+      if (node.is_integer() && *node.value<int64_t>() == 0) {
+        limits.home_bytes = 0;
+        return Ok();
+      }
+      Status status = take(GetSize(node, k), limits.home_bytes);
+      if (status && limits.home_bytes < (16ULL << 20))
+        return Fail(LineOf(node), "'home_size' must be at least 16M (or 0 for no image)");
+      return status;
+    }
     if (k == "max_processes") return take(GetInteger(node, k, 16, 4194304), limits.max_processes);
     if (k == "cpu_weight") return take(GetInteger(node, k, 1, 10000), limits.cpu_weight);
     if (k == "allow_user_namespaces") return take(GetBool(node, k), limits.allow_user_namespaces);

@@ -14,6 +14,7 @@
 //   max_processes = 1024                 # [[domain]] may override each)
 //   cpu_weight = 100
 //   tmpfs_size = "256M"
+//   home_size = "4G"                     # 0: a plain directory, no limit
 //   allow_user_namespaces = false
 //
 //   [[domain]]
@@ -52,6 +53,7 @@ struct DomainLimits {
   uint32_t max_processes = 1024;       // max_processes: tasks (threads count)
   uint32_t cpu_weight = 100;           // cpu_weight: 1-10000, 100 = normal share
   uint64_t tmpfs_bytes = 256ULL << 20;  // tmpfs_size: each of /tmp, /run, /var
+  uint64_t home_bytes = 4ULL << 30;     // home_size: its home image; 0: a plain directory
   bool allow_user_namespaces = false;   // allow_user_namespaces: nested sandboxes
 };
 

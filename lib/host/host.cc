@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/names.h"
+#include "host/home_image.h"
 #include "host/host_internal.h"
 #include "host/sandbox.h"
 
@@ -20,13 +21,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr const char* kAgentName = "qrexec-agent";
-
-Status WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc | std::ios::binary);
-  out << text;
-  if (!out) return MakeError(ErrorKind::kInternal, "cannot write " + path);
-  return Ok();
-}
 
 std::string RandomUuid() {
   unsigned char b[16] = {};
@@ -100,7 +94,11 @@ Status Host::Init() {
   if (::geteuid() == 0) DomainCgroup::RemoveHostGroup(HostCgroupName(paths_.state_dir));  // a crashed run's
   // Disposables' storage of a previous run that did not shut down cleanly.
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(paths_.disp_dir, ec)) fs::remove_all(entry.path(), ec);
+  for (const auto& entry : fs::directory_iterator(paths_.disp_dir, ec)) {
+    UnmountHome(entry.path().string() + "/home");
+    fs::remove_all(entry.path(), ec);
+  }
+  if (auto status = MountPersistentHomes(); !status) return status;
   if (auto status = broker_.AddDomain(0, "dom0", paths_.BrokerSocket("dom0")); !status) return status;
   qubesd_server_ = std::make_unique<admin::Server>(loop_);
   control_server_ = std::make_unique<admin::Server>(loop_);
@@ -155,6 +153,7 @@ void Host::Shutdown() {
   for (const auto& path : {paths_.qubesd_socket, paths_.control_socket, paths_.policy_socket})
     fs::remove(path, ec);
   fs::remove_all(paths_.disp_dir, ec);
+  for (const auto& domain : domains_) UnmountHome(paths_.domains_dir + "/" + domain->config.name + "/home");
   fs::remove_all(paths_.run_dir, ec);  // sockets of this run, incl. the policy daemon's
   if (::geteuid() == 0) DomainCgroup::RemoveHostGroup(HostCgroupName(paths_.state_dir));
 }
@@ -247,38 +246,6 @@ void Host::Start(const std::string& ref, StartDone done) {
     return;
   }
   domain->ready_timer = std::move(*timer);
-}
-
-Status Host::PrepareStorage(Domain& domain) {
-  const DomainConfig& config = domain.config;
-  std::string home;
-  std::string etc;
-  if (domain.disposable()) {
-    domain.scratch_dir = paths_.disp_dir + "/" + config.name;
-    std::error_code ec;
-    fs::remove_all(domain.scratch_dir, ec);
-    if (auto status = MakeHostDir(domain.scratch_dir, 0711); !status) return status;
-    home = domain.scratch_dir + "/home";
-    etc = domain.scratch_dir + "/etc";
-    // A fresh copy of the disposable template's home.
-    std::string template_home = paths_.domains_dir + "/" + config.template_name + "/home";
-    if (fs::is_directory(template_home)) {
-      auto rc = RunProgram({"/bin/cp", "-a", "--", template_home, home}, sys::Deadline::After(60s));
-      if (!rc || *rc != 0) return MakeError(ErrorKind::kInternal, "cannot copy " + template_home);
-    }
-  } else {
-    std::string dir = paths_.domains_dir + "/" + config.name;
-    if (auto status = MakeHostDir(dir, 0711); !status) return status;
-    home = dir + "/home";
-    etc = dir + "/etc";
-  }
-  bool fresh = ::mkdir(home.c_str(), 0700) == 0;
-  if (!fresh && errno != EEXIST) return ErrnoError("mkdir " + home);
-  if (::chmod(home.c_str(), 0700) < 0) return ErrnoError("chmod " + home);
-  if (auto status = PrepareHome(domain, home, fresh); !status) return status;
-  if (auto status = MakeHostDir(etc, 0755); !status) return status;
-  if (auto status = WriteFile(etc + "/passwd", SandboxPasswd(config.default_user)); !status) return status;
-  return WriteFile(etc + "/group", SandboxGroup(config.default_user));
 }
 
 Status Host::LaunchSandbox(Domain& domain) {
@@ -468,6 +435,7 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
                            paths_.DaemonSocket("uuid:" + domain->config.uuid)})
     fs::remove(link, ec);
   if (!domain->scratch_dir.empty()) {
+    UnmountHome(domain->scratch_dir + "/home");
     fs::remove_all(domain->scratch_dir, ec);
     if (ec) LOG_ERROR("cannot remove {}: {}", domain->scratch_dir, ec.message());
     domain->scratch_dir.clear();
@@ -503,7 +471,7 @@ Status Host::WritePolicyExecWrapper() {
   script += " --qubesd-socket " + quote(paths_.qubesd_socket) + " --agent-socket " +
             quote(paths_.policy_agent_socket) + " --direct-agent --qrexec-client " +
             quote(Program("qrexec-client")) + " \"$@\"\n";
-  if (auto status = WriteFile(paths_.policy_exec_wrapper, script); !status) return status;
+  if (auto status = WriteTextFile(paths_.policy_exec_wrapper, script); !status) return status;
   if (::chmod(paths_.policy_exec_wrapper.c_str(), 0700) < 0) return ErrnoError("chmod " + paths_.policy_exec_wrapper);
   return Ok();
 }

@@ -122,6 +122,9 @@ class Host {
   // Gives the home to the domain's user in its id range (`fresh`: just
   // made), moving owners from another range when needed.
   Status PrepareHome(const Domain& domain, const std::string& home, bool fresh);
+  // With a home_size: the home is an image mounted at `home` (home_image.h).
+  Status MountHome(const Domain& domain, const std::string& home);
+  Status MountPersistentHomes();
   Status LaunchDaemon(Domain& domain);
   void CheckReady(const std::string& name);
   void FinishStart(const std::string& name, Status status);

@@ -9,13 +9,17 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "base/unique_fd.h"
+#include "host/process.h"
 #include "host/host.h"
+#include "host/home_image.h"
 #include "host/host_internal.h"
 #include "host/seccomp_filter.h"
 #include "host/userns.h"
 
 namespace qrexec::host {
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -65,6 +69,19 @@ Status MakeHostDir(const std::string& path, mode_t mode) {
   return Ok();
 }
 
+Status WriteTextFile(const std::string& path, const std::string& text) {
+  std::string partial = path + ".new";
+  ::unlink(partial.c_str());
+  UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError("create " + partial);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fchmod(fd.get(), 0644) < 0)
+    return ErrnoError("write " + partial);
+  fd.reset();
+  if (::rename(partial.c_str(), path.c_str()) < 0) return ErrnoError("rename " + partial);
+  return Ok();
+}
+
 Status CheckStateDir(const std::string& state_dir) {
   if (!fs::path(state_dir).is_absolute())
     return MakeError(ErrorKind::kRefused, "the state directory must be an absolute path: " + state_dir);
@@ -106,6 +123,62 @@ Status Host::ConfineSandbox(Domain& domain, SandboxSpec& spec, SpawnOptions& spa
   domain.cgroup = std::move(*cgroup);
   spawn.cgroup_procs = domain.cgroup.procs_files();
   return Ok();
+}
+
+Status Host::MountHome(const Domain& domain, const std::string& home) {
+  uint64_t bytes = domain.config.limits.home_bytes;
+  if (bytes == 0 || ::geteuid() != 0) return Ok();  // a plain directory
+  uid_t owner = IdsOf(domain).ToHost(domain.config.default_user == "root" ? 0 : kSandboxUserUid);
+  std::string image = fs::path(home).parent_path().string() + "/home.img";
+  if (auto status = MountHomeImage(image, home, bytes, owner); !status)
+    return MakeError(ErrorKind::kInternal,
+                     fmt::format("{}: cannot mount its home image ({}); home_size = 0 uses a plain directory "
+                                 "without a size limit",
+                                 domain.config.name, status.error().ToString()));
+  return Ok();
+}
+
+Status Host::MountPersistentHomes() {
+  // Mounted while the host runs, so a disposable template's home can be
+  // copied whether it is running or not, and the host sees every home.
+  for (const auto& domain : domains_) {
+    if (domain->disposable()) continue;
+    std::string dir = paths_.domains_dir + "/" + domain->config.name;
+    if (auto status = MakeHostDir(dir, 0711); !status) return status;
+    if (auto status = MountHome(*domain, dir + "/home"); !status) return status;
+  }
+  return Ok();
+}
+
+Status Host::PrepareStorage(Domain& domain) {
+  const DomainConfig& config = domain.config;
+  std::string dir = domain.disposable() ? paths_.disp_dir + "/" + config.name : paths_.domains_dir + "/" + config.name;
+  std::string home = dir + "/home";
+  std::string etc = dir + "/etc";
+  if (domain.disposable()) {
+    domain.scratch_dir = dir;
+    UnmountHome(home);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  if (auto status = MakeHostDir(dir, 0711); !status) return status;
+  bool fresh = ::mkdir(home.c_str(), 0700) == 0;
+  if (!fresh && errno != EEXIST) return ErrnoError("mkdir " + home);
+  if (auto status = MountHome(domain, home); !status) return status;
+  if (domain.disposable()) {
+    // A fresh copy of the disposable template's home.
+    std::string template_home = paths_.domains_dir + "/" + config.template_name + "/home";
+    if (fs::is_directory(template_home)) {
+      auto rc = RunProgram({"/bin/cp", "-a", "--", template_home + "/.", home + "/"}, sys::Deadline::After(60s));
+      if (!rc || *rc != 0) return MakeError(ErrorKind::kInternal, "cannot copy " + template_home);
+      fresh = false;  // owned by the template's ids: moved below
+    }
+  }
+  if (::chmod(home.c_str(), 0700) < 0) return ErrnoError("chmod " + home);
+  if (auto status = PrepareHome(domain, home, fresh); !status) return status;
+  if (auto status = MakeHostDir(etc, 0755); !status) return status;
+  if (auto status = WriteTextFile(etc + "/passwd", SandboxPasswd(config.default_user)); !status) return status;
+  return WriteTextFile(etc + "/group", SandboxGroup(config.default_user));
 }
 
 Status Host::PrepareHome(const Domain& domain, const std::string& home, bool fresh) {

@@ -27,6 +27,8 @@ struct SandboxHandles {
 // or accepts an existing one only if it is a real directory owned by us and
 // writable by nobody else; refuses anything else with a clear error.
 Status MakeHostDir(const std::string& path, mode_t mode);
+// Replaces `path` with `text` (a new file, not following a symlink at path).
+Status WriteTextFile(const std::string& path, const std::string& text);
 // Refuses a state directory that someone else could replace: a relative
 // path, or one below a directory owned by another user or writable by
 // others without the sticky bit.

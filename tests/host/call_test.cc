@@ -183,7 +183,7 @@ TEST_F(CallTest, ACallToDispvmRunsInAFreshDisposableThatIsGoneAfterwards) {
   Spin(500ms);
   for (const auto& entry : host_->List()) EXPECT_NE(entry.name.rfind("disp", 0), 0u) << entry.name << " remains";
   EXPECT_TRUE(std::filesystem::is_empty(host_->paths().disp_dir));
-  EXPECT_TRUE(MountsUnder(dir_).empty());
+  EXPECT_TRUE(MountsUnder(host_->paths().disp_dir).empty());  // persistent homes stay mounted while the host runs
 }
 
 TEST_F(CallTest, KillingTheTargetMidCallEndsTheCallerWithin5Seconds) {

@@ -160,11 +160,15 @@ class = "StandaloneVM"
 memory = "64M"
 max_processes = 64
 tmpfs_size = "8M"
+home_size = "32M"
 )"));
   InstallProbe("greedy");
   WriteInit("greedy",
             "cd /home/user\n"
             "./probe alloc 256 > alloc.out 2>&1; echo $? > alloc.rc\n"
+            "dd if=/dev/zero of=/home/user/fill bs=1M count=64 2>/dev/null; echo $? > /run/home.rc\n"
+            "rm -f /home/user/fill; mv /run/home.rc home.rc\n"
+            "awk '$5 == \"/home/user\" {print $4}' /proc/self/mountinfo > home-root\n"
             "dd if=/dev/zero of=/tmp/fill bs=1M count=32 2> dd.err; echo $? > dd.rc\n"
             "./probe fork 500 > fork.out\n");
   WriteInit("work", "cd /home/user; sleep 1; touch alive; exec sleep 1000\n");
@@ -173,6 +177,11 @@ tmpfs_size = "8M"
   // The memory hog is killed inside its domain (or refused memory).
   std::string alloc_rc = ReadFile(HomeOf("greedy") + "/alloc.rc");
   EXPECT_NE(alloc_rc, "0\n") << ReadFile(HomeOf("greedy") + "/alloc.out");
+  // Its home is full at 32 MiB, and it is the root of its own filesystem:
+  // no host path of the home shows in the domain's mountinfo.
+  ASSERT_TRUE(WaitForFile(HomeOf("greedy") + "/home.rc"));
+  EXPECT_NE(ReadFile(HomeOf("greedy") + "/home.rc"), "0\n");
+  EXPECT_EQ(ReadFile(HomeOf("greedy") + "/home-root"), "/\n");
   // Its tmpfs is full at 8 MiB.
   ASSERT_TRUE(WaitForFile(HomeOf("greedy") + "/dd.rc"));
   EXPECT_NE(ReadFile(HomeOf("greedy") + "/dd.rc"), "0\n");

@@ -25,6 +25,7 @@ void HostFixture::SetUp() {
 
 void HostFixture::TearDown() {
   host_.reset();  // shuts everything down
+  EXPECT_TRUE(MountsUnder(dir_).empty()) << "the host left mounts behind";
   std::filesystem::remove_all(dir_);
 }
 

@@ -154,7 +154,7 @@ TEST_F(SandboxTest, ADisposableLeavesNoProcessesMountsOrDirectories) {
   EXPECT_TRUE(ProcessesWith("sleep " + marker).empty());
   EXPECT_FALSE(std::filesystem::exists(storage));
   EXPECT_FALSE(host_->Exists(name));
-  EXPECT_TRUE(MountsUnder(dir_).empty());
+  EXPECT_TRUE(MountsUnder(host_->paths().disp_dir).empty());  // persistent homes stay mounted while the host runs
   EXPECT_FALSE(std::filesystem::exists(host_->paths().BrokerSocket(name)));
   // A second disposable is a new one, with a fresh copy.
   auto second = host_->CreateDisposable("dvm");
