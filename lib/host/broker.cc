@@ -48,7 +48,8 @@ Broker::~Broker() {
   for (auto& [domain, entry] : domains_) ::unlink(entry.socket_path.c_str());
 }
 
-Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path) {
+Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path,
+                         std::optional<uid_t> root_uid) {
   if (domains_.count(domain) != 0)
     return MakeError(ErrorKind::kInternal, "broker: domain " + std::to_string(domain) + " already added");
   auto fd = sys::UnixListen(socket_path, 128, /*nonblocking=*/true);
@@ -61,6 +62,7 @@ Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::st
   DomainEntry& entry = domains_[domain];
   entry.name = name;
   entry.socket_path = socket_path;
+  entry.root_uid = root_uid;
   entry.listen_fd = std::move(*fd);
   auto watch = loop_.WatchFd(entry.listen_fd.get(), event::Interest::Read(),
                              [this, domain](event::Ready) { OnAcceptable(domain); });
@@ -116,6 +118,14 @@ void Broker::OnAcceptable(uint32_t domain) {
     Connection& connection = connections_[id];
     connection.domain = domain;
     connection.fd = std::move(*fd);
+    if (entry->second.root_uid) {
+      // The peer's uid as the kernel saw it connect: a host uid in the
+      // domain's range, which nothing in the domain can change.
+      ucred cred{};
+      socklen_t size = sizeof cred;
+      bool known = ::getsockopt(connection.fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &size) == 0;
+      connection.privileged = known && cred.uid == *entry->second.root_uid;
+    }
     ++entry->second.pending;
     if (entry->second.pending > options_.max_pending_per_domain) {
       LOG_WARNING("broker: {} has too many pending requests", entry->second.name);
@@ -198,6 +208,12 @@ void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
     return;
   }
   bool offer = request.op == BrokerOp::kOffer;
+  if (!connection.privileged && (control || !offer)) {
+    LOG_WARNING("broker: a non-root process of {} tried to {} (remote {}, port {})", NameOf(own),
+                offer ? "offer the control channel" : "join a channel", remote, port);
+    Answer(id, EPERM);
+    return;
+  }
   Key key = offer ? Key{own, remote, port} : Key{remote, own, port};
   auto& same = offer ? offers_ : connects_;
   auto& other = offer ? connects_ : offers_;

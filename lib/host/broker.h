@@ -7,12 +7,15 @@
 // SCM_RIGHTS. The broker never reads or writes call data.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -59,8 +62,14 @@ class Broker {
   Broker& operator=(const Broker&) = delete;
 
   // Listens for `domain` (0 = dom0) at `socket_path` (mode 0600). A domain
-  // must be added before others can name it.
-  Status AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path);
+  // must be added before others can name it. With `root_uid` (the host uid
+  // of the domain's root), only processes with that uid may join channels
+  // others offered (the service side of a call) or use the control port;
+  // the domain's other users may only offer channels (their own outgoing
+  // calls), so an unprivileged user cannot take over a call meant for the
+  // agent (see docs/threat-model.md).
+  Status AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path,
+                   std::optional<uid_t> root_uid = std::nullopt);
   // Closes the domain's socket and ends every request it made or that waits
   // for it (those get ENOENT).
   void RemoveDomain(uint32_t domain);
@@ -78,12 +87,14 @@ class Broker {
   struct DomainEntry {
     std::string name;
     std::string socket_path;
+    std::optional<uid_t> root_uid;
     UniqueFd listen_fd;
     event::FdWatch watch;  // after listen_fd: unregistered before it closes
     size_t pending = 0;
   };
   struct Connection {
     uint32_t domain = 0;
+    bool privileged = true;  // its peer is the domain's root (or no root_uid is set)
     UniqueFd fd;
     std::array<std::byte, kBrokerRequestSize> buffer{};
     size_t have = 0;

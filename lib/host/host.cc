@@ -228,7 +228,12 @@ void Host::Start(const std::string& ref, StartDone done) {
   std::string name = domain->config.name;
   LOG_INFO("starting {}", name);
   Status status = PrepareStorage(*domain);
-  if (status) status = broker_.AddDomain(domain->id, name, paths_.BrokerSocket(name));
+  if (status) {
+    // As root, the domain's own root is told apart from its other users.
+    std::optional<uid_t> root_uid;
+    if (::geteuid() == 0) root_uid = IdsOf(*domain).ToHost(0);
+    status = broker_.AddDomain(domain->id, name, paths_.BrokerSocket(name), root_uid);
+  }
   if (status) status = LaunchSandbox(*domain);
   if (status && options_.start_daemons) status = LaunchDaemon(*domain);
   if (!status) {

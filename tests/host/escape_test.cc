@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "host/userns.h"
 #include "host_fixture.h"
 
@@ -202,6 +204,29 @@ home_size = "32M"
   EXPECT_EQ(*rc, 0);
   ASSERT_TRUE(StartDomain("work"));
   EXPECT_TRUE(WaitForFile(HomeOf("work") + "/alive"));
+}
+
+TEST_F(EscapeTest, ADomainsUserCannotJoinTheChannelsOfCallsToTheDomain) {
+  QREXEC_REQUIRE_ROOT_AND_BWRAP();
+  ASSERT_TRUE(MakeHost(kTwoDomains));
+  fs::create_directories(HomeOf("work"));
+  fs::copy_file(QREXEC_BROKER_PROBE, HomeOf("work") + "/broker-probe", fs::copy_options::overwrite_existing);
+  // As the domain's user (uid 1000 inside): joining a channel dom0 would
+  // offer for a call to this domain, and offering its control channel, are
+  // refused at once (EPERM); offering a data channel (an outgoing call)
+  // is allowed and waits for its peer. Root may join: it waits too.
+  const std::string as_user = "setpriv --reuid=1000 --regid=1000 --clear-groups ";
+  WriteInit("work",
+            "cd /home/user\n" + as_user + "./broker-probe connect 0 600 1000 > user-join 2>&1\n" + as_user +
+                "./broker-probe offer 0 512 1000 > user-control 2>&1\n" + as_user +
+                "./broker-probe offer 0 601 1000 > user-offer 2>&1\n"
+                "./broker-probe connect 0 602 1000 > root-join 2>&1; touch done; exec sleep 1000\n");
+  ASSERT_TRUE(StartDomain("work"));
+  ASSERT_TRUE(WaitForFile(HomeOf("work") + "/done", 30s));
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/user-join"), fmt::format("status={}\n", EPERM));
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/user-control"), fmt::format("status={}\n", EPERM));
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/user-offer"), "timeout\n");
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/root-join"), "timeout\n");
 }
 
 TEST_F(EscapeTest, TheHostRefusesAStateDirectorySomeoneElseCouldChange) {
