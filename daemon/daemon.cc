@@ -86,7 +86,14 @@ void Daemon::OnTrigger(proto::Trigger trigger) {
 
 void Daemon::OnTerminated(const proto::ConnectionTerminated& message) {
   trimmer_.Touch();  // a call ended (ours or one we serve)
-  if (!ports_.Release(message.connect_port, static_cast<int>(message.connect_domain))) return;
+  if (!ports_.Release(message.connect_port, static_cast<int>(message.connect_domain))) {
+    // A port of the target's daemon: our caller's side of a call to another
+    // VM ended. A disposable serving it is killed now.
+    proto::ExecParams connection{message.connect_domain, message.connect_port};
+    for (auto& [call_id, connector] : lingering_)
+      if (connector->SourceTerminated(connection)) return;  // may have erased itself
+    return;
+  }
   LOG_DEBUG("port {} released", message.connect_port);
   auto it = port_clients_.find(message.connect_port);
   if (it == port_clients_.end()) return;
