@@ -9,7 +9,9 @@
 //                 --> allow, target dom0: port allocated here,
 //                     MSG_SERVICE_CONNECT{0, port, ident}, Dom0ServiceRunner
 //   local client  --> ClientServer --> port allocation, forwarded to agent
-//   agent MSG_CONNECTION_TERMINATED --> port released, waiting client closed
+//   agent MSG_CONNECTION_TERMINATED --> port released, waiting client closed;
+//                 for a port of another daemon (our caller of a VM call went
+//                 away): the lingering TargetConnector kills its disposable
 //
 // Each call logs per-stage timings at debug level, one line per stage:
 //   call-timing ident=<ident> stage=<stage> us=<microseconds since trigger>
