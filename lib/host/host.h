@@ -125,7 +125,7 @@ class Host {
   // Destroys every disposable made for `source` (after `source` stopped).
   void DestroyDisposablesMadeFor(const std::string& source);
   // The running domain whose qrexec-daemon is `pid` or one of its ancestors
-  // (the daemon itself, or its fallback qrexec-policy-exec); empty if none.
+  // (the daemon itself, or a process it started); empty if none.
   std::string DomainOfDaemonProcess(pid_t pid) const;
   // Stops the domain's processes and frees its resources; destroys a
   // dynamic disposable.

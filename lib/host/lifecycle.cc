@@ -9,8 +9,9 @@
 namespace qrexec::host {
 
 std::string Host::DomainOfDaemonProcess(pid_t pid) const {
-  // The daemon asks itself (TargetConnector) or through its fallback policy
-  // program, a child of it. A process reparented elsewhere is simply not
+  // The daemon normally asks itself (TargetConnector); a process it started
+  // (a dom0 service, qrexec-policy-exec executing a call) counts for the
+  // same domain. A process reparented elsewhere is simply not
   // attributed; the walk cannot name a wrong domain, since the asking
   // process is alive (it waits for our answer) and so are its ancestors.
   constexpr int kMaxDepth = 16;
