@@ -209,6 +209,21 @@ TEST_F(LifecycleTest, StoppingTheSourceDomainDestroysItsDisposables) {
   EXPECT_TRUE(MountsUnder(host_->paths().disp_dir).empty());
 }
 
+// The source's daemon dies mid-call: the source domain is stopped, and with
+// it the disposables made for it.
+TEST_F(LifecycleTest, KillingTheSourceDaemonMidCallDestroysItsDisposable) {
+  QREXEC_REQUIRE_CALL_PATH();
+  ASSERT_TRUE(MakeHost(config_, /*with_daemons=*/true));
+  ASSERT_TRUE(WaitRunning("work"));
+  ASSERT_TRUE(StartSleepCall("work", "@dispvm"));
+  ASSERT_EQ(Disposables().size(), 1u);
+  auto daemon = host_->DaemonPid("work");
+  ASSERT_TRUE(daemon);
+  ASSERT_EQ(::kill(*daemon, SIGKILL), 0);
+  EXPECT_TRUE(DisposablesGoneInTime());
+  EXPECT_EQ(StateOf("work"), "Halted");
+}
+
 // A disposable made by a dom0 tool (no source domain) is not tied to any
 // domain's lifetime: stopping another domain leaves it alone.
 TEST_F(LifecycleTest, ADisposableMadeFromDom0OutlivesOtherDomains) {
