@@ -1,5 +1,8 @@
 // qrexec-client modes whose target is a VM (modes 3 and 4).
+#include <poll.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "admin/client.h"
 #include "base/log.h"
@@ -138,7 +141,29 @@ int RunDom0ToVm(const ClientConfig& config) {
   return config.no_exit_code ? 0 : code;
 }
 
-int RunVmToVm(const ClientConfig& config) {
+// -W: waits until either daemon connection closes. The target daemon closes
+// it when its agent reports the call's end; the source daemon when its agent
+// reports the caller gone (possibly before the target joined the call).
+// Anything either sends meanwhile is read and ignored.
+static void WaitForCallEnd(int target_fd, int source_fd) {
+  pollfd fds[2] = {{target_fd, POLLIN, 0}, {source_fd, POLLIN, 0}};
+  char buffer[4096];
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (const pollfd& p : fds) {
+      if (p.revents == 0) continue;
+      ssize_t got = ::read(p.fd, buffer, sizeof buffer);
+      if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) return;
+    }
+  }
+}
+
+// Connects the target and joins the source's caller to it; 0 once the call
+// is set up (and, with -W, over).
+static int JoinVmToVm(const ClientConfig& config) {
   const ConnectRequest& connect = *config.connect;
   auto deadline = sys::Deadline::Never();
   auto target = ConnectDaemonSocket(config.socket_dir, config.domain, deadline);
@@ -166,12 +191,16 @@ int RunVmToVm(const ClientConfig& config) {
     LOG_ERROR("source domain {}: {}", connect.source_domid, sent.error().ToString());
     return kVmToVmFailed;
   }
-  source->reset();
-  if (config.wait_connection_end) {
-    // The target daemon closes us when its agent reports the end of the call.
-    (void)sys::ReadToEof(target->get(), 1 << 16);
-  }
+  if (config.wait_connection_end) WaitForCallEnd(target->get(), source->get());
   return 0;
+}
+
+int RunVmToVm(const ClientConfig& config) {
+  int code = JoinVmToVm(config);
+  // -k (a disposable made for this call): gone once the call is over or
+  // could not be set up.
+  if (config.kill_after) KillDomain(config);
+  return code;
 }
 
 }  // namespace qrexec::daemon

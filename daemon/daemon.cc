@@ -86,7 +86,20 @@ void Daemon::OnTrigger(proto::Trigger trigger) {
 
 void Daemon::OnTerminated(const proto::ConnectionTerminated& message) {
   trimmer_.Touch();  // a call ended (ours or one we serve)
-  if (!ports_.Release(message.connect_port, static_cast<int>(message.connect_domain))) return;
+  if (!ports_.Release(message.connect_port, static_cast<int>(message.connect_domain))) {
+    // A port of the target's daemon: our caller's side of a call to another
+    // VM ended. A disposable serving it is killed now.
+    proto::ExecParams connection{message.connect_domain, message.connect_port};
+    if (auto it = joined_clients_.find({connection.connect_domain, connection.connect_port});
+        it != joined_clients_.end()) {
+      ClientId client = it->second;
+      joined_clients_.erase(it);
+      server_->Drop(client);  // qrexec-client -W: the call is over
+    }
+    for (auto& [call_id, connector] : lingering_)
+      if (connector->SourceTerminated(connection)) return;  // may have erased itself
+    return;
+  }
   LOG_DEBUG("port {} released", message.connect_port);
   auto it = port_clients_.find(message.connect_port);
   if (it == port_clients_.end()) return;
@@ -111,6 +124,7 @@ void Daemon::DropAgent() {
   agent_.reset();
   pending_.clear();
   port_clients_.clear();
+  joined_clients_.clear();
   ports_.Clear();
 }
 
@@ -188,6 +202,10 @@ void Daemon::OnClientServiceConnect(ClientId client, proto::ServiceConnect reque
     request.connect_port = *port;
     server_->Reply(client, proto::EncodeClientReply(proto::MsgType::kServiceConnect,
                                                     {static_cast<uint32_t>(config_.domid), *port}));
+  } else {
+    // The target's daemon allocated the port (qrexec-client -c for a VM
+    // call). The client may stay to learn that our caller went away.
+    joined_clients_[{request.connect_domain, request.connect_port}] = client;
   }
   SendServiceConnect(request.ident, request.connect_domain, request.connect_port);
 }
@@ -195,6 +213,8 @@ void Daemon::OnClientServiceConnect(ClientId client, proto::ServiceConnect reque
 void Daemon::OnClientGone(ClientId client) {
   for (auto it = port_clients_.begin(); it != port_clients_.end();)
     it = it->second == client ? port_clients_.erase(it) : std::next(it);
+  for (auto it = joined_clients_.begin(); it != joined_clients_.end();)
+    it = it->second == client ? joined_clients_.erase(it) : std::next(it);
 }
 
 // --- calls ---

@@ -9,7 +9,10 @@
 //                 --> allow, target dom0: port allocated here,
 //                     MSG_SERVICE_CONNECT{0, port, ident}, Dom0ServiceRunner
 //   local client  --> ClientServer --> port allocation, forwarded to agent
-//   agent MSG_CONNECTION_TERMINATED --> port released, waiting client closed
+//   agent MSG_CONNECTION_TERMINATED --> port released, waiting client closed;
+//                 for a port of another daemon (our caller of a VM call went
+//                 away): the lingering TargetConnector kills its disposable,
+//                 a client that joined the call (qrexec-client -W) is dropped
 //
 // Each call logs per-stage timings at debug level, one line per stage:
 //   call-timing ident=<ident> stage=<stage> us=<microseconds since trigger>
@@ -26,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "base/result.h"
 #include "daemon/agent_channel.h"
@@ -97,6 +101,9 @@ class Daemon {
   std::map<uint64_t, PendingCall> pending_;
   std::map<uint64_t, std::unique_ptr<TargetConnector>> lingering_;  // disposables in use
   std::map<uint32_t, ClientId> port_clients_;  // port -> client waiting for its release
+  // (target domid, port) -> the client that joined our caller to a VM call
+  // (qrexec-client -c); dropped when our agent reports the caller gone.
+  std::map<std::pair<uint32_t, uint32_t>, ClientId> joined_clients_;
   uint64_t next_call_id_ = 1;
   event::Timer restart_timer_;  // drives the reconnection attempts
   event::SignalWatch sigterm_;

@@ -162,8 +162,17 @@ void TargetConnector::Fail(const std::string& why) {
   Done();
 }
 
+bool TargetConnector::SourceTerminated(const proto::ExecParams& connection) {
+  if (stage_ != Stage::kLingering || connection != connection_) return false;
+  LOG_DEBUG("the caller of {} went away", SanitizeForLog(socket_dest_));
+  conn_.reset();
+  KillDisposable();
+  return true;
+}
+
 void TargetConnector::Succeed(proto::ExecParams params) {
   connected_reported_ = true;
+  connection_ = params;
   bool linger = !disposable_.empty();
   stage_ = linger ? Stage::kLingering : Stage::kDone;
   if (!linger) conn_.reset();

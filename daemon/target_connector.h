@@ -13,6 +13,12 @@
 // it (the call ended), then admin.vm.Kill (also on any failure after the
 // creation).
 //
+// The call may also end on the source side first: the source agent reports
+// MSG_CONNECTION_TERMINATED{target domid, port} when its caller goes away,
+// also before the target joined the data connection (then the target daemon
+// would not drop us until the service gave up waiting). The daemon passes
+// that on with SourceTerminated(), which kills the disposable at once.
+//
 // on_connected runs once (success or failure). on_finished runs once when
 // nothing is left to do (right after on_connected for ordinary targets);
 // the owner may destroy the connector from either callback.
@@ -52,6 +58,12 @@ class TargetConnector {
   static Result<std::unique_ptr<TargetConnector>> Start(event::Loop& loop, const TargetPaths& paths,
                                                         TargetRequest request, Callbacks callbacks);
   ~TargetConnector();  // cancels everything; a created disposable is not killed
+
+  // The source side reports `connection` (what on_connected gave) ended. A
+  // lingering disposable call with that connection is killed now (on_finished
+  // follows, possibly before this returns: the owner must not touch the
+  // connector after a true result). False when it is not this call's.
+  bool SourceTerminated(const proto::ExecParams& connection);
   TargetConnector(const TargetConnector&) = delete;
   TargetConnector& operator=(const TargetConnector&) = delete;
 
@@ -88,6 +100,7 @@ class TargetConnector {
   Stage stage_ = Stage::kConnecting;
   std::string socket_dest_;  // what goes after "qrexec."
   std::string disposable_;   // "uuid:..." of a created disposable
+  proto::ExecParams connection_{};  // the target's reply, once connected
   std::unique_ptr<QubesdCall> qubesd_;
   std::unique_ptr<MessageConn> conn_;
   event::Timer kickoff_;

@@ -126,6 +126,25 @@ TEST_F(AdminServerTest, DispatchesToTheHandlerOfTheMethod) {
   EXPECT_EQ(*result, "dest=work payload=xyz");
 }
 
+// The host tells which domain's daemon asks by the connecting process.
+TEST_F(AdminServerTest, HandlersSeeThePidOfTheConnectingProcess) {
+  Server server(loop_);
+  ASSERT_TRUE(server.Listen(path_));
+  server.Handle("admin.vm.List", [](const Request& request, Server::Respond respond) {
+    respond(Reply::Ok(std::to_string(request.peer_pid)));
+  });
+  std::atomic<bool> done = false;
+  Result<std::string> result;
+  std::thread client([&] {
+    result = CallOk(path_, "admin.vm.List", "work", "", sys::Deadline::After(10s));
+    done = true;
+  });
+  RunUntil(done);
+  client.join();
+  ASSERT_TRUE(result) << result.error().ToString();
+  EXPECT_EQ(*result, std::to_string(::getpid()));
+}
+
 TEST_F(AdminServerTest, AnswersUnknownMethodsAndBadRequestsWithAnException) {
   Server server(loop_);
   ASSERT_TRUE(server.Listen(path_));

@@ -9,6 +9,8 @@
 //   "2" NUL EXC_TYPE NUL TRACEBACK NUL MESSAGE NUL     exception
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -36,6 +38,10 @@ struct Request {
   // The header had a '+' (with or without an argument): qubesd's own C
   // client always writes "METHOD+ARG", also with an empty ARG.
   bool plus = false;
+  // Not part of the wire format: the server fills it in from SO_PEERCRED
+  // (the process that connected; 0 when unknown). Handlers may use it to
+  // tell which local process asked, never as an authorisation by itself.
+  pid_t peer_pid = 0;
 };
 
 // Serialises a request (the caller half-closes after writing it).

@@ -131,6 +131,7 @@ void Server::Dispatch(uint64_t id) {
     SendReply(id, Reply::Exception(std::string(kProtocolError), request.error().message));
     return;
   }
+  if (auto cred = sys::GetPeerCred(connection.fd.get())) request->peer_pid = cred->pid;
   auto handler = handlers_.find(request->method);
   if (handler == handlers_.end()) {
     LOG_INFO("admin socket: unknown method {}", SanitizeForLog(request->method));

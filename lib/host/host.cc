@@ -178,7 +178,14 @@ std::optional<pid_t> Host::SandboxPid(const std::string& name) const {
   return domain->sandbox.pid();
 }
 
-Result<std::pair<std::string, std::string>> Host::CreateDisposable(const std::string& ref) {
+std::optional<pid_t> Host::DaemonPid(const std::string& name) const {
+  Domain* domain = Find(name);
+  if (domain == nullptr || !domain->daemon.valid()) return std::nullopt;
+  return domain->daemon.pid();
+}
+
+Result<std::pair<std::string, std::string>> Host::CreateDisposable(const std::string& ref,
+                                                                   const std::string& made_for) {
   const DomainConfig* base = nullptr;
   if (names::RefersToDom0(ref)) {
     base = ConfigOf(options_.config.default_dispvm);
@@ -207,8 +214,9 @@ Result<std::pair<std::string, std::string>> Host::CreateDisposable(const std::st
   if (domain->id_slot == 0) return MakeError(ErrorKind::kOverloaded, "no free id range for another disposable");
   domain->id = next_dynamic_id_++;
   domain->dynamic = true;
+  domain->made_for = made_for;
   std::pair<std::string, std::string> result{name, domain->config.uuid};
-  LOG_INFO("created disposable {} from {}", name, base->name);
+  LOG_INFO("created disposable {} from {} for {}", name, base->name, made_for.empty() ? "dom0" : made_for);
   domains_.push_back(std::move(domain));
   return result;
 }
@@ -342,17 +350,8 @@ Status Host::LaunchDaemon(Domain& domain) {
   if (!child) return tl::unexpected(child.error());
   domain.daemon = std::move(*child);
   std::string name = config.name;
-  auto watch =
-      loop_.WatchFd(domain.daemon.pidfd(), event::Interest::Read(), [this, name](event::Ready) {
-        Domain* d = Find(name);
-        if (d == nullptr) return;
-        d->daemon_watch.Reset();
-        auto status = d->daemon.TryReap();
-        LOG_WARNING("qrexec-daemon of {} exited ({})", name, status ? ExitCodeOf(*status) : -1);
-        if (d->state == PowerState::kStarting)
-          FinishStart(name, MakeError(ErrorKind::kInternal,
-                                      "qrexec-daemon of " + name + " exited while starting"));
-      });
+  auto watch = loop_.WatchFd(domain.daemon.pidfd(), event::Interest::Read(),
+                             [this, name](event::Ready) { OnDaemonExit(name); });
   if (!watch) return tl::unexpected(watch.error());  // StopDomain ends the daemon
   domain.daemon_watch = std::move(*watch);
   return Ok();
@@ -449,6 +448,7 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
   domain->state = PowerState::kHalted;
   auto waiters = std::move(domain->waiters);
   domain->waiters.clear();
+  std::string stopped = domain->config.name;  // `name` may be that string, erased below
   if (domain->dynamic) {
     LOG_INFO("disposable {} destroyed", name);
     for (auto it = domains_.begin(); it != domains_.end(); ++it) {
@@ -458,7 +458,8 @@ void Host::StopDomain(const std::string& name, const std::string& why) {
       }
     }
   }
-  for (auto& waiter : waiters) waiter(MakeError(ErrorKind::kInternal, name + " stopped: " + why));
+  for (auto& waiter : waiters) waiter(MakeError(ErrorKind::kInternal, stopped + " stopped: " + why));
+  DestroyDisposablesMadeFor(stopped);
 }
 
 // The daemons' fallback policy program (used when the policy daemon does not

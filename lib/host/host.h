@@ -97,12 +97,17 @@ class Host {
   Status Kill(const std::string& ref);
   // Registers a new disposable dispN from `ref` (a disposable template, or a
   // domain whose default_dispvm is one). Returns its name and uuid.
-  Result<std::pair<std::string, std::string>> CreateDisposable(const std::string& ref);
+  // `made_for`: the source domain of the call it serves (empty: dom0's own);
+  // the disposable is destroyed when that domain stops.
+  Result<std::pair<std::string, std::string>> CreateDisposable(const std::string& ref,
+                                                               const std::string& made_for = {});
 
   std::vector<DomainStatus> List() const;
   std::string SystemInfoJson() const;
   // pid of the sandbox (the outer bwrap process), for tests.
   std::optional<pid_t> SandboxPid(const std::string& name) const;
+  // pid of the domain's qrexec-daemon while it runs, for tests.
+  std::optional<pid_t> DaemonPid(const std::string& name) const;
   bool Exists(const std::string& name) const { return Find(name) != nullptr; }
 
   const HostPaths& paths() const { return paths_; }
@@ -129,6 +134,14 @@ class Host {
   void CheckReady(const std::string& name);
   void FinishStart(const std::string& name, Status status);
   void OnSandboxExit(const std::string& name);
+  // The domain's qrexec-daemon exited: a running domain is stopped (nothing
+  // can reach it any more); see docs/architecture.md "Lifecycle".
+  void OnDaemonExit(const std::string& name);
+  // Destroys every disposable made for `source` (after `source` stopped).
+  void DestroyDisposablesMadeFor(const std::string& source);
+  // The running domain whose qrexec-daemon is `pid` or one of its ancestors
+  // (the daemon itself, or a process it started); empty if none.
+  std::string DomainOfDaemonProcess(pid_t pid) const;
   // Stops the domain's processes and frees its resources; destroys a
   // dynamic disposable.
   void StopDomain(const std::string& name, const std::string& why);

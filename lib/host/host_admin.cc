@@ -97,7 +97,9 @@ void Host::RegisterHandlers(admin::Server& server, bool control) {
     respond(ReplyFor(status.error()));
   });
   server.Handle("admin.vm.CreateDisposable", [this](const admin::Request& request, admin::Server::Respond respond) {
-    auto created = CreateDisposable(DestOf(request));
+    // The disposable belongs to the call of the domain whose daemon (or a
+    // process it started) asks; it goes when that domain stops.
+    auto created = CreateDisposable(DestOf(request), DomainOfDaemonProcess(request.peer_pid));
     if (!created) return respond(ReplyFor(created.error()));
     // Payload "uuid": answer with the new domain's uuid (what qrexec-daemon
     // asks for), otherwise with its name (older callers).

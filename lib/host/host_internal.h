@@ -43,6 +43,9 @@ struct Host::Domain {
   PowerState state = PowerState::kHalted;
   bool dynamic = false;     // created by CreateDisposable: destroyed when it stops
   std::string scratch_dir;  // a disposable's storage, removed when it stops
+  // A dynamic disposable: the domain whose call it was made for (empty: made
+  // by dom0). It is destroyed when that domain stops (lifecycle.cc).
+  std::string made_for;
   Child sandbox;
   Child daemon;
   // Declared after the children: unregistered before their pidfds close.

@@ -14,6 +14,7 @@
 
 #include "admin/client.h"
 #include "host/host.h"
+#include "host/process.h"
 #include "host/sandbox.h"
 
 namespace qrexec::host {
@@ -212,6 +213,22 @@ TEST_F(HostTest, ADomainWhoseSandboxEndsIsHalted) {
   auto list = Call("admin.vm.List", "work");
   ASSERT_TRUE(list && list->ok);
   EXPECT_EQ(list->payload, "work class=AppVM state=Halted\n");
+}
+
+TEST(Process, ParentOfReadsTheParentAlsoPastAParenthesisInTheName) {
+  EXPECT_EQ(ParentOf(::getpid()), ::getppid());
+  char tmpl[] = "/tmp/parent_of.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string odd = std::string(tmpl) + "/a) 1 2";  // comm "a) 1 2"
+  std::filesystem::create_symlink("/bin/sleep", odd);
+  SpawnOptions options;
+  options.argv = {odd, "5"};
+  auto child = Spawn(options);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(ParentOf(child->pid()), ::getpid());
+  child->Stop(std::chrono::milliseconds(100));
+  EXPECT_FALSE(ParentOf(child->pid()));
+  std::filesystem::remove_all(tmpl);
 }
 
 TEST(Sandbox, TheCommandLineHasEveryIsolationOption) {

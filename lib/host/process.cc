@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 extern char** environ;
@@ -180,6 +181,19 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
   pid_t child;
   while (in >> child) out.push_back(child);
   return out;
+}
+
+std::optional<pid_t> ParentOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // "PID (COMM) STATE PPID ...": COMM may hold any character, ')' too.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream rest(stat.substr(close + 1));
+  std::string state;
+  pid_t parent = 0;
+  if (!(rest >> state >> parent)) return std::nullopt;
+  return parent;
 }
 
 Result<int> RunProgram(const std::vector<std::string>& argv, const sys::Deadline& deadline) {

@@ -74,6 +74,8 @@ std::vector<std::string> MakeEnvironment(const std::vector<std::string>& drop_pr
 
 // The pids of the direct children of `pid` (from /proc).
 std::vector<pid_t> ChildrenOf(pid_t pid);
+// The parent of `pid` (from /proc/PID/stat); nullopt when it is gone.
+std::optional<pid_t> ParentOf(pid_t pid);
 
 // Runs a program to completion (cp, for disposable homes). Returns its exit code.
 Result<int> RunProgram(const std::vector<std::string>& argv, const sys::Deadline& deadline);

@@ -254,6 +254,47 @@ TEST_F(ClientTest, WaitOptionKeepsTheTargetConnectionUntilItCloses) {
   EXPECT_EQ(client.Wait(), 0);
 }
 
+// The source daemon closes the connection when its agent reports the caller
+// gone: the call is over, also if the target never reports its end.
+TEST_F(ClientTest, WaitOptionEndsWhenTheSourceDaemonCloses) {
+  UniqueFd target = ListenUnix(dir_ / "qrexec.vm2");
+  UniqueFd source = ListenUnix(dir_ / "qrexec.42");
+  Process client = Start({"-W", "-d", "vm2", "-c", "SOCKET7,work,42", "DEFAULT:QUBESRPC a.b+ work"},
+                         Stdio::kNull);
+  UniqueFd t = AcceptOne(target.get());
+  ASSERT_TRUE(ServeDaemonHello(t.get()));
+  Recv(t.get());
+  ASSERT_TRUE(SendMessage(t.get(), kExecCmdline, U32(43) + U32(514)));
+  UniqueFd s = AcceptOne(source.get());
+  ASSERT_TRUE(ServeDaemonHello(s.get()));
+  Recv(s.get());
+  EXPECT_FALSE(client.Wait(milliseconds(300)).has_value()) << "still waiting for the call end";
+  s.reset();
+  EXPECT_EQ(client.Wait(), 0);
+}
+
+// qrexec-policy-exec runs a disposable's call as -EWkd DISPN -c ...: the
+// disposable is killed once the call is over.
+TEST_F(ClientTest, KillsTheTargetOfAVmToVmCallWithK) {
+  UniqueFd target = ListenUnix(dir_ / "qrexec.vm2");
+  UniqueFd source = ListenUnix(dir_ / "qrexec.42");
+  FakeServer qubesd(dir_ / "qubesd.sock", {std::string("0\0", 2)}, FakeServer::ReadUntil::kEof);
+  Process client = Start({"-W", "-k", "-d", "vm2", "-c", "SOCKET7,work,42", "DEFAULT:QUBESRPC a.b+ work"},
+                         Stdio::kNull);
+  UniqueFd t = AcceptOne(target.get());
+  ASSERT_TRUE(ServeDaemonHello(t.get()));
+  Recv(t.get());
+  ASSERT_TRUE(SendMessage(t.get(), kExecCmdline, U32(43) + U32(514)));
+  UniqueFd s = AcceptOne(source.get());
+  ASSERT_TRUE(ServeDaemonHello(s.get()));
+  Recv(s.get());
+  t.reset();
+  EXPECT_EQ(client.Wait(), 0);
+  auto requests = qubesd.Requests(1);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0], std::string("admin.vm.Kill dom0 name vm2\0", 28));
+}
+
 TEST_F(ClientTest, VmToVmFailureExits137) {
   EXPECT_EQ(Run({"-d", "vm2", "-c", "SOCKET7,work,42", "DEFAULT:QUBESRPC a.b+ work"}).exit_code,
             137);

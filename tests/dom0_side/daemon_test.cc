@@ -476,6 +476,37 @@ TEST_F(DaemonTest, DisposableIsCreatedStartedAndKilledAfterTheCall) {
   EXPECT_EQ(requests[2], std::string("admin.vm.Kill dom0 name uuid:D1\0", 32));
 }
 
+// The caller goes away first (also before the target joined the data
+// connection): our agent reports the target's port terminated, and the
+// disposable is killed without waiting for the target daemon.
+TEST_F(DaemonTest, DisposableIsKilledWhenTheAgentReportsTheCallerGone) {
+  FakeServer policy(dir_ / "policy.sock",
+                    {"user=DEFAULT\nresult=allow\ntarget=@dispvm:tmpl\n"
+                     "target_uuid=@dispvm:uuid:T1\nautostart=True\nrequested_target=@dispvm"},
+                    FakeServer::ReadUntil::kBlankLine);
+  UniqueFd target;
+  FakeServer qubesd(dir_ / "qubesd.sock",
+                    {std::string("0\0uuid:D1", 9), std::string("0\0", 2), std::string("0\0", 2)},
+                    FakeServer::ReadUntil::kEof, [&](size_t i) {
+                      if (i == 1) target = ListenUnix(dir_ / "qrexec.uuid:D1");
+                    });
+  StartDaemon();
+  SendTrigger("@dispvm", "SOCKET7", "qubes.Foo+bar");
+  ASSERT_EQ(qubesd.Requests(2).size(), 2u) << Log();
+  for (int i = 0; i < 200 && !target.valid(); ++i) std::this_thread::sleep_for(milliseconds(5));
+  UniqueFd conn = AcceptOne(target.get());
+  ASSERT_TRUE(conn.valid()) << Log();
+  ServeTarget(conn.get(), "DEFAULT:QUBESRPC qubes.Foo+bar work");
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+  // Another call's connection: not this one.
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(516)));
+  EXPECT_EQ(qubesd.Requests(3, milliseconds(200)).size(), 2u) << "killed for another connection";
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(514)));
+  auto requests = qubesd.Requests(3);
+  ASSERT_EQ(requests.size(), 3u) << Log();
+  EXPECT_EQ(requests[2], std::string("admin.vm.Kill dom0 name uuid:D1\0", 32));
+}
+
 TEST_F(DaemonTest, Dom0TargetRunsTheServiceWithItsEnvironment) {
   WriteScript(dir_ / "rpc/test.Env",
               "echo \"$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_SERVICE_ARGUMENT|"
@@ -545,6 +576,23 @@ TEST_F(DaemonTest, AServiceConnectFromAClientAnswersAPendingRequest) {
   UniqueFd second = ConnectClient();
   ASSERT_TRUE(SendMessage(second.get(), kServiceConnect, U32(43) + U32(0) + Ident("SOCKET7")));
   EXPECT_TRUE(WaitForEof(second.get())) << "an answered request cannot be connected twice";
+}
+
+// qrexec-client -c joins our caller to a call whose port the target's daemon
+// allocated; with -W it waits on us too, and we close it when our agent
+// reports the caller gone.
+TEST_F(DaemonTest, AClientThatJoinedAVmCallIsClosedWhenTheCallerGoes) {
+  SilentPolicy policy(dir_ / "policy.sock");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET7", "qubes.Foo+bar");
+  std::this_thread::sleep_for(milliseconds(100));  // the request is now pending
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, U32(43) + U32(514) + Ident("SOCKET7")}));
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(516)));
+  EXPECT_FALSE(WaitForEof(client.get(), milliseconds(200))) << "closed for another connection";
+  ASSERT_TRUE(SendMessage(agent_.get(), kConnectionTerminated, U32(43) + U32(514)));
+  EXPECT_TRUE(WaitForEof(client.get()));
 }
 
 TEST_F(DaemonTest, RefusesRequestsBeyond256PendingOnes) {
