@@ -64,6 +64,12 @@ class Parser {
     if (!node.is_boolean()) return Fail(LineOf(node), fmt::format("'{}' must be true or false", key));
     return *node.value<bool>();
   }
+  Result<int64_t> GetInteger(const toml::node& node, std::string_view key, int64_t min, int64_t max) const {
+    auto value = node.value<int64_t>();
+    if (!node.is_integer() || !value || *value < min || *value > max)
+      return Fail(LineOf(node), fmt::format("'{}' must be a whole number from {} to {}", key, min, max));
+    return *value;
+  }
   Result<std::vector<std::string>> GetStrings(const toml::node& node, std::string_view key) const {
     std::vector<std::string> out;
     if (node.is_string()) {
@@ -109,6 +115,14 @@ class Parser {
         if (*v != "none" && *v != "prompt" && *v != "assume-yes" && *v != "assume-no")
           return Fail(LineOf(node), fmt::format("policy_agent '{}' is not none, prompt, assume-yes or assume-no", *v));
         config.policy_agent = *v;
+      } else if (k == "broker_max_pending") {
+        auto v = GetInteger(node, k, 1, 65536);
+        if (!v) return tl::unexpected(v.error());
+        config.broker_max_pending = static_cast<size_t>(*v);
+      } else if (k == "broker_pending_timeout") {
+        auto v = GetInteger(node, k, 1, 3600);
+        if (!v) return tl::unexpected(v.error());
+        config.broker_pending_timeout = std::chrono::seconds(*v);
       } else {
         return Fail(LineOf(node), fmt::format("unknown key '{}' in [host]", k));
       }

@@ -9,6 +9,8 @@
 //   default_dispvm = "default-dvm"       # dom0's and the domains' default
 //   policy_agent = "assume-yes"          # run qrexec-policy-agent for "ask"
 //                                        # rules: none, prompt, assume-yes, assume-no
+//   broker_max_pending = 128             # waiting channel requests per domain
+//   broker_pending_timeout = 30          # seconds a request waits for its peer
 //
 //   [[domain]]
 //   name = "work"
@@ -28,6 +30,8 @@
 // Every error names the file and line.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +71,9 @@ struct HostConfig {
   std::string dom0_service_dir;    // empty: none
   std::string default_dispvm;      // dom0's default disposable template
   std::string policy_agent = "none";  // none, prompt, assume-yes, assume-no
+  // Broker bounds (docs/broker-protocol.md); unset: the broker's defaults.
+  std::optional<size_t> broker_max_pending;
+  std::optional<std::chrono::seconds> broker_pending_timeout;
   std::vector<DomainConfig> domains;
 
   const DomainConfig* Find(std::string_view name) const;
