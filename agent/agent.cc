@@ -27,7 +27,7 @@ Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions&
                 .on_disconnected = [this] { triggers_.RefuseAllWaiting(); },
                 .on_fatal = [this](const Error& e) { OnFatal(e); }}),
       triggers_(
-          loop, budget_,
+          loop, trigger_budget_, options.trigger_timeout,
           {.forward =
                [this](std::span<const std::byte> frame) {
                  if (!control_.connected()) return false;
@@ -36,15 +36,15 @@ Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions&
                },
            .on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}),
       launcher_(
-          loop, budget_,
+          loop, call_budget_,
           {.use_fork_server = options.use_fork_server,
            .fork_server_socket_format = options.fork_server_socket_format,
            .use_warm_handlers = options.use_warm_handlers},
           {.on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}) {
-  budget_.SetOnRelease([this] { triggers_.ResumeAccepting(); });
+  trigger_budget_.SetOnRelease([this] { triggers_.ResumeAccepting(); });
 }
 
-Agent::~Agent() { budget_.SetOnRelease(nullptr); }
+Agent::~Agent() { trigger_budget_.SetOnRelease(nullptr); }
 
 Status Agent::Start() {
   auto term = loop_.WatchSignal(SIGTERM, [this](int) { Stop(0); });

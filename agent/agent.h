@@ -52,7 +52,10 @@ class Agent {
 
   event::Loop& loop_;
   AgentOptions options_;
-  ConnectionBudget budget_;
+  // Separate budgets (connection_budget.h): local clients, idle or not,
+  // cannot take the slots dom0's calls need, nor the other way round.
+  ConnectionBudget trigger_budget_;
+  ConnectionBudget call_budget_;
   ControlChannel control_;
   TriggerServer triggers_;
   CallLauncher launcher_;

@@ -41,6 +41,17 @@ TEST(AgentOptions, DefaultsMatchQubes) {
   EXPECT_EQ(options.agent_socket, "/var/run/qubes/qrexec-agent");
   EXPECT_EQ(options.fork_server_socket_format, "/var/run/qubes/qrexec-server.%s.sock");
   EXPECT_TRUE(options.use_fork_server);
+  EXPECT_EQ(options.trigger_timeout, std::chrono::seconds(5));
+}
+
+TEST(AgentOptions, TriggerTimeoutIsInSecondsAndMayBeAFraction) {
+  Args args{"qrexec-agent", "--trigger-timeout=0.25"};
+  auto parsed = ParseAgentArgs(args.argc(), args.argv());
+  EXPECT_EQ(std::get<AgentOptions>(parsed).trigger_timeout, std::chrono::milliseconds(250));
+  for (const char* bad : {"--trigger-timeout=0", "--trigger-timeout=x", "--trigger-timeout=-1"}) {
+    Args bad_args{"qrexec-agent", bad};
+    EXPECT_EQ(ExitStatusOf(ParseAgentArgs(bad_args.argc(), bad_args.argv())), 2) << bad;
+  }
 }
 
 TEST(AgentOptions, LongAndShortFormsAreAccepted) {

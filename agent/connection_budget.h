@@ -1,7 +1,11 @@
-// The agent's bound on live connections (qrexec-protocol.md §1.4: 256):
-// trigger clients, per-call handler processes and fork-server connections
-// all take one slot. Single-threaded; owned by the Agent and borrowed by the
-// components that take slots.
+// A bound on live connections (qrexec-protocol.md §1.4: 256). The agent has
+// two: one for dom0's calls (per-call handler processes, warm handlers and
+// fork-server connections take one slot each) and one for local trigger
+// clients. With a single shared budget, 256 local clients that connect and
+// say nothing made every dom0 -> domain call fail; now local clients only
+// compete with each other (and an idle one is dropped after the trigger
+// time-out, trigger_server.h). Single-threaded; owned by the Agent and
+// borrowed by the components that take slots.
 #pragma once
 
 #include <functional>

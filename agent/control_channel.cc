@@ -30,7 +30,12 @@ void ControlChannel::OnOfferReady() {
   pending_watch_.Reset();
   pending_.reset();
   if (!socket) {
-    LOG_ERROR("dom0 did not complete the control connection: {}", socket.error().ToString());
+    // The broker answers an offer nobody joined with ETIMEDOUT after a while
+    // (docs/broker-protocol.md): that is not an error, the offer is renewed.
+    if (socket.error().sys_errno == ETIMEDOUT)
+      LOG_INFO("dom0 did not join the control channel yet; offering it again");
+    else
+      LOG_ERROR("dom0 did not complete the control connection: {}", socket.error().ToString());
     if (auto restarted = Start(); !restarted) Fail(restarted.error());
     return;
   }

@@ -22,8 +22,12 @@ void PrintAgentUsage(const char* argv0) {
                "                               (default %s)\n"
                "  -S, --no-fork-server         never use the fork server\n"
                "      --fork-per-call          fork a fresh handler for every call instead\n"
-               "                               of reusing warm handler processes\n",
-               argv0, kDefaultAgentSocket, kDefaultForkServerSocketFormat);
+               "                               of reusing warm handler processes\n"
+               "      --trigger-timeout=SECONDS drop a trigger-socket client that has not sent\n"
+               "                               its request by then (default %g; may be a\n"
+               "                               fraction)\n",
+               argv0, kDefaultAgentSocket, kDefaultForkServerSocketFormat,
+               std::chrono::duration<double>(kDefaultTriggerTimeout).count());
 }
 
 void PrintClientVmUsage(const char* argv0) {
@@ -60,7 +64,18 @@ enum LongOnly : int {
   kNoFilterStderr,
   kUseStdinSocket,
   kForkPerCall,
+  kTriggerTimeout,
 };
+
+// Seconds (a fraction allowed) from 0.001 to 3600, as milliseconds.
+bool ParseTimeoutSeconds(const char* text, std::chrono::milliseconds* out) {
+  errno = 0;
+  char* end = nullptr;
+  double seconds = std::strtod(text, &end);
+  if (errno != 0 || end == text || *end != '\0' || !(seconds >= 0.001 && seconds <= 3600)) return false;
+  *out = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+  return true;
+}
 
 // Handles one option of qrexec-client-vm; returns an exit status to stop.
 std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptions& options) {
@@ -121,6 +136,7 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
       {"fork-server-socket", required_argument, nullptr, 's'},
       {"no-fork-server", no_argument, nullptr, 'S'},
       {"fork-per-call", no_argument, nullptr, kForkPerCall},
+      {"trigger-timeout", required_argument, nullptr, kTriggerTimeout},
       {nullptr, 0, nullptr, 0},
   };
   AgentOptions options;
@@ -139,6 +155,12 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
         break;
       case kForkPerCall:
         options.use_warm_handlers = false;
+        break;
+      case kTriggerTimeout:
+        if (!ParseTimeoutSeconds(optarg, &options.trigger_timeout)) {
+          std::fprintf(stderr, "%s: invalid trigger time-out: %s\n", argv[0], optarg);
+          return ExitNow{2};
+        }
         break;
       default:
         PrintAgentUsage(argv[0]);

@@ -4,6 +4,7 @@
 // stderr. The parsers touch no other global state than getopt's.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <variant>
@@ -23,14 +24,20 @@ struct ExitNow {
 template <class T>
 using Parsed = std::variant<T, ExitNow>;
 
-// qrexec-agent [-h] [-a PATH] [-s FMT] [-S] [--fork-per-call]. Usage and -h
-// exit 2.
+// A trigger-socket client must send its whole request this soon after it
+// connects, or it is dropped: qrexec-client-vm writes it at once, and an idle
+// client holds a slot other callers may be waiting for.
+inline constexpr std::chrono::milliseconds kDefaultTriggerTimeout{5000};
+
+// qrexec-agent [-h] [-a PATH] [-s FMT] [-S] [--fork-per-call]
+// [--trigger-timeout=SECONDS]. Usage and -h exit 2.
 struct AgentOptions {
   std::string agent_socket = kDefaultAgentSocket;
   // `%s` is replaced by the user name.
   std::string fork_server_socket_format = kDefaultForkServerSocketFormat;
   bool use_fork_server = true;
   bool use_warm_handlers = true;  // false: --fork-per-call (warm_handlers.h)
+  std::chrono::milliseconds trigger_timeout = kDefaultTriggerTimeout;
 };
 Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);
 

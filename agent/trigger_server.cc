@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -19,6 +20,7 @@ struct TriggerServer::Client {
   enum class State { kReading, kWaiting, kAbandoned, kConnected };
   UniqueFd fd;
   event::FdWatch watch;
+  uint64_t serial = 0;
   State state = State::kReading;
   proto::FrameReader reader{proto::kMaxTriggerSocketBody};
   proto::ExecParams params;  // kConnected only
@@ -41,8 +43,9 @@ std::optional<int> ParseSocketIdent(std::string_view ident) {
   return fd;
 }
 
-TriggerServer::TriggerServer(event::Loop& loop, ConnectionBudget& budget, Handlers handlers)
-    : loop_(loop), budget_(budget), handlers_(std::move(handlers)) {}
+TriggerServer::TriggerServer(event::Loop& loop, ConnectionBudget& budget,
+                             std::chrono::milliseconds request_timeout, Handlers handlers)
+    : loop_(loop), budget_(budget), request_timeout_(request_timeout), handlers_(std::move(handlers)) {}
 
 TriggerServer::~TriggerServer() {
   // Client watches go before their fds (member order inside Client does it).
@@ -61,6 +64,9 @@ Status TriggerServer::Listen(const std::string& path) {
                              [this](event::Ready) { OnAcceptable(); });
   if (!watch) return tl::unexpected(watch.error());
   listener_watch_ = std::move(*watch);
+  auto timer = loop_.AddTimer([this] { OnRequestTimer(); });
+  if (!timer) return tl::unexpected(timer.error());
+  request_timer_ = std::move(*timer);
   return Ok();
 }
 
@@ -87,7 +93,10 @@ void TriggerServer::OnAcceptable() {
       continue;
     }
     client->watch = std::move(*watch);
+    client->serial = next_serial_++;
     QREXEC_CHECK(budget_.TryAcquire());
+    due_.push_back({std::chrono::steady_clock::now() + request_timeout_, fd, client->serial});
+    if (due_.size() == 1) ArmRequestTimer();
     clients_[fd] = std::move(client);
   }
   LOG_WARNING("too many connections; not accepting trigger clients for now");
@@ -200,6 +209,30 @@ void TriggerServer::RefuseAllWaiting() {
     if (client->state != Client::State::kConnected) waiting.push_back(fd);
   }
   for (int fd : waiting) Close(fd);
+}
+
+void TriggerServer::ArmRequestTimer() {
+  if (due_.empty()) return;
+  auto delay = std::max(due_.front().at - std::chrono::steady_clock::now(),
+                        std::chrono::steady_clock::duration::zero());
+  if (auto armed = request_timer_.Arm(delay); !armed)
+    LOG_ERROR("cannot arm the trigger client timer: {}", armed.error().ToString());
+}
+
+void TriggerServer::OnRequestTimer() {
+  auto now = std::chrono::steady_clock::now();
+  size_t dropped = 0;
+  while (!due_.empty() && due_.front().at <= now) {
+    Due due = due_.front();
+    due_.pop_front();
+    auto it = clients_.find(due.fd);
+    if (it == clients_.end() || it->second->serial != due.serial) continue;
+    if (it->second->state != Client::State::kReading) continue;
+    ++dropped;
+    Close(due.fd);
+  }
+  if (dropped > 0) LOG_WARNING("dropped {} trigger clients that sent no request in time", dropped);
+  ArmRequestTimer();
 }
 
 void TriggerServer::Close(int fd) {

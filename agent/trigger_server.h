@@ -14,13 +14,18 @@
 // its request id) until dom0 answers; a late MSG_SERVICE_CONNECT is then
 // reported terminated at once. (The reference closes it at once, so a later
 // client that reuses the fd number could receive the answer meant for the
-// first.) Each client holds one ConnectionBudget slot; while the
-// budget is full no new client is accepted.
+// first.) Each client holds one slot of the trigger clients' own
+// ConnectionBudget; while it is full no new client is accepted. A client must
+// send its whole request within the request time-out of connecting, or it is
+// closed: clients that connect and say nothing cannot hold the slots for
+// good.
 //
 // Runs on the agent's event loop. Owns its clients; destroying the server
 // closes every client.
 #pragma once
 
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -46,7 +51,8 @@ class TriggerServer {
     std::function<void(const proto::ConnectionTerminated&)> on_terminated;
   };
 
-  TriggerServer(event::Loop& loop, ConnectionBudget& budget, Handlers handlers);
+  TriggerServer(event::Loop& loop, ConnectionBudget& budget, std::chrono::milliseconds request_timeout,
+                Handlers handlers);
   ~TriggerServer();
   TriggerServer(const TriggerServer&) = delete;
   TriggerServer& operator=(const TriggerServer&) = delete;
@@ -75,14 +81,28 @@ class TriggerServer {
   void OnHangup(Client& client);
   void Close(int fd);
   Client* FindWaiting(std::string_view ident);
+  // Closes the clients whose request time-out passed while still reading.
+  void OnRequestTimer();
+  void ArmRequestTimer();
 
   event::Loop& loop_;
   ConnectionBudget& budget_;
+  std::chrono::milliseconds request_timeout_;
   Handlers handlers_;
   std::string path_;
   UniqueFd listener_;
   event::FdWatch listener_watch_;
   std::map<int, std::unique_ptr<Client>> clients_;  // keyed by fd
+  // Clients in accept order with the time their request is due; the same
+  // time-out for all keeps this sorted. One timer for all of them.
+  struct Due {
+    std::chrono::steady_clock::time_point at;
+    int fd;
+    uint64_t serial;  // tells a client from a later one with the same fd
+  };
+  std::deque<Due> due_;
+  event::Timer request_timer_;
+  uint64_t next_serial_ = 1;
 };
 
 // "SOCKET<fd>" <-> fd. nullopt for anything else.

@@ -1,4 +1,5 @@
 // qrexec-client modes whose service runs in dom0 (modes 1 and 2).
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -51,6 +52,12 @@ Result<proto::ExecParams> DataPeer(const ClientConfig& config, const sys::Deadli
   return proto::ExecParams{static_cast<uint32_t>(connect.source_domid), reply->connect_port};
 }
 
+// Waits for our child `pid` to exit unless it was reaped already.
+void WaitUntilGone(pid_t pid) {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
 int ServeDom0Call(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx) {
   auto version = stream::Handshake(vchan.get());
   if (!version) {
@@ -80,7 +87,13 @@ int ServeDom0Call(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Exe
     sc.child_stdout = std::move(child.stdout_fd());
     sc.child_pid = DetachChild(std::move(child));
   }
+  pid_t service_pid = sc.child_pid;
   auto result = stream::RunService(std::move(sc));
+  // The daemon counts this helper against the source domain's dom0 services
+  // until it exits (dom0_service.h), so it must not exit before its service:
+  // when the caller went away early the stream ends with the service still
+  // running (its stdin and stdout are closed now).
+  if (service_pid > 0) WaitUntilGone(service_pid);
   if (!result) {
     LOG_ERROR("data stream: {}", result.error().ToString());
     return 1;

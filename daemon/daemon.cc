@@ -252,6 +252,7 @@ void Daemon::ConnectToVm(uint64_t call_id, const PolicyAnswer& answer, std::stri
 void Daemon::RunInDom0(uint64_t call_id, const PolicyAnswer& answer, std::string service,
                        std::string source) {
   PendingCall& call = pending_[call_id];
+  if (dom0_.full()) return Refuse(call_id, "too many dom0 services running for this domain");
   auto port = ports_.Allocate(0);
   if (!port) return Refuse(call_id, "no free data port");
   Dom0Call dom0{call.trigger.request_id, std::move(source),      config_.domid, *port,

@@ -16,6 +16,8 @@ std::string FormatDom0Command(const Dom0Call& call) {
 }
 
 Status Dom0ServiceRunner::Run(const Dom0Call& call) {
+  if (full())
+    return MakeError(ErrorKind::kOverloaded, fmt::format("{} dom0 services are running", helpers_.size()));
   exec::SpawnSpec spec;
   spec.path = client_program_;
   spec.argv = {client_program_,

@@ -9,6 +9,11 @@
 // stream engine. Its exit status is only logged: the caller already got its
 // connection and learns the service's exit code through the stream.
 //
+// At most kMaxDom0Services helpers run at once (one daemon serves one source
+// domain, so this is the bound per source domain). A helper counts until it
+// exits, and it exits only after its service did: the data port, which the
+// source's agent may release whenever it likes, is no bound on what runs.
+//
 // Runs on the daemon's loop; every helper is reaped through its pidfd.
 // Destroying the runner kills and reaps helpers still running.
 #pragma once
@@ -18,10 +23,15 @@
 #include <memory>
 #include <string>
 
+#include "base/limits.h"
 #include "event/loop.h"
 #include "exec/child_process.h"
 
 namespace qrexec::daemon {
+
+// The protocol's port space: a source domain cannot have more calls with
+// dom0 at once than there are data ports.
+inline constexpr size_t kMaxDom0Services = limits::kDataPortCount;
 
 struct Dom0Call {
   std::string ident;
@@ -42,9 +52,11 @@ class Dom0ServiceRunner {
         client_program_(std::move(client_program)),
         socket_dir_(std::move(socket_dir)) {}
 
-  // kInternal/kNotFound if the helper could not be started.
+  // kInternal/kNotFound if the helper could not be started, kOverloaded when
+  // kMaxDom0Services are running.
   Status Run(const Dom0Call& call);
   size_t running() const { return helpers_.size(); }
+  bool full() const { return helpers_.size() >= kMaxDom0Services; }
 
  private:
   struct Helper {

@@ -1,7 +1,9 @@
 // qrexec-host: the embedded host (one Linux machine as a small Qubes) and its
 // command-line client. See man/qrexec-host.1.
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -34,10 +36,28 @@ std::string ExecutableDir() {
   return path.substr(0, path.rfind('/'));
 }
 
+// Every domain's waiting broker requests, daemons' sockets and calls cost
+// this process descriptors, and the usual soft limit (1024) is far below
+// what a few domains at their bounds need (docs/broker-protocol.md). The hard
+// limit is what the administrator allows; take all of it.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    LOG_WARNING("cannot read the descriptor limit: {}", std::strerror(errno));
+    return;
+  }
+  if (limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+    LOG_WARNING("cannot raise the descriptor limit from {} to {}: {}", soft, limit.rlim_max, std::strerror(errno));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   qrexec::log::SetProgramName("qrexec-host");
+  RaiseDescriptorLimit();
   qrexec::host_cli::GlobalOptions global;
   global.bin_dir = ExecutableDir();
   if (const char* env = std::getenv("QREXEC_HOST_CONFIG"); env != nullptr && *env != '\0') global.config_path = env;

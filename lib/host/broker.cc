@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "base/limits.h"
@@ -52,6 +53,11 @@ Status Broker::AddDomain(uint32_t domain, const std::string& name, const std::st
                          std::optional<uid_t> root_uid) {
   if (domains_.count(domain) != 0)
     return MakeError(ErrorKind::kInternal, "broker: domain " + std::to_string(domain) + " already added");
+  if (!expiry_timer_.active()) {
+    auto timer = loop_.AddTimer([this] { OnExpiry(); });
+    if (!timer) return tl::unexpected(timer.error());
+    expiry_timer_ = std::move(*timer);
+  }
   auto fd = sys::UnixListen(socket_path, 128, /*nonblocking=*/true);
   if (!fd) return tl::unexpected(fd.error());
   // Inside a domain any user may open channels (qrexec-client-vm runs as the
@@ -95,7 +101,7 @@ void Broker::RemoveDomain(uint32_t domain) {
 
 size_t Broker::pending_count(uint32_t domain) const {
   auto it = domains_.find(domain);
-  return it == domains_.end() ? 0 : it->second.pending;
+  return it == domains_.end() ? 0 : it->second.unread + it->second.waiting;
 }
 
 const std::string& Broker::NameOf(uint32_t domain) const {
@@ -126,29 +132,86 @@ void Broker::OnAcceptable(uint32_t domain) {
       bool known = ::getsockopt(connection.fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &size) == 0;
       connection.privileged = known && cred.uid == *entry->second.root_uid;
     }
-    ++entry->second.pending;
-    if (entry->second.pending > options_.max_pending_per_domain) {
-      LOG_WARNING("broker: {} has too many pending requests", entry->second.name);
+    if (entry->second.unread >= options_.max_pending_per_domain) {
+      WarnFull(entry->second, "connections sending their request");
+      connection.unread = false;
       Answer(id, EAGAIN);
       continue;
     }
+    ++entry->second.unread;
     auto watch = loop_.WatchFd(connection.fd.get(), event::Interest::Read(),
                                [this, id](event::Ready) { OnReadable(id); });
-    auto timer = loop_.AddTimer(options_.request_timeout, [this, id] {
-      auto it = connections_.find(id);
-      if (it == connections_.end()) return;
-      LOG_WARNING("broker: {} did not send its request in time", NameOf(it->second.domain));
-      Drop(id);
-    });
-    if (!watch || !timer) {
-      LOG_ERROR("broker: cannot watch a connection: {}",
-                (!watch ? watch.error() : timer.error()).ToString());
+    if (!watch) {
+      LOG_ERROR("broker: cannot watch a connection: {}", watch.error().ToString());
       Drop(id);
       continue;
     }
     connection.watch = std::move(*watch);
-    connection.timer = std::move(*timer);
+    SetDeadline(id, connection, options_.request_timeout);
   }
+}
+
+bool Broker::Charge(uint32_t domain) {
+  auto entry = domains_.find(domain);
+  if (entry == domains_.end()) return false;
+  if (entry->second.waiting >= options_.max_pending_per_domain) {
+    WarnFull(entry->second, "requests waiting for their peer");
+    return false;
+  }
+  ++entry->second.waiting;
+  return true;
+}
+
+// Once per episode: a domain hammering its limit must not flood the log.
+void Broker::WarnFull(DomainEntry& entry, const char* what) {
+  if (entry.warned_full) return;
+  entry.warned_full = true;
+  LOG_WARNING("broker: {} has {} {}; refusing more (EAGAIN) until some are answered", entry.name,
+              options_.max_pending_per_domain, what);
+}
+
+void Broker::SetDeadline(uint64_t id, Connection& connection, std::chrono::milliseconds after) {
+  deadlines_.erase({connection.deadline, id});
+  connection.deadline = sys::Clock::now() + after;
+  deadlines_.insert({connection.deadline, id});
+  ArmExpiryTimer();
+}
+
+void Broker::ArmExpiryTimer() {
+  // Re-armed only for an earlier deadline: a timer that fires for a request
+  // already gone finds nothing due and arms itself for the next one.
+  if (deadlines_.empty() || (expiry_armed_ && deadlines_.begin()->first >= expiry_at_)) return;
+  expiry_at_ = deadlines_.begin()->first;
+  auto delay = std::max<sys::Clock::duration>(expiry_at_ - sys::Clock::now(), sys::Clock::duration::zero());
+  if (auto armed = expiry_timer_.Arm(delay); !armed) {
+    LOG_ERROR("broker: cannot arm the expiry timer: {}", armed.error().ToString());
+    return;
+  }
+  expiry_armed_ = true;
+}
+
+void Broker::OnExpiry() {
+  expiry_armed_ = false;
+  auto now = sys::Clock::now();
+  size_t expired = 0;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    uint64_t id = deadlines_.begin()->second;
+    auto it = connections_.find(id);
+    if (it == connections_.end()) {
+      deadlines_.erase(deadlines_.begin());
+      continue;
+    }
+    if (it->second.waiting) {
+      LOG_DEBUG("broker: a request of {} found no peer in time", NameOf(it->second.domain));
+      ++expired;
+      Answer(id, ETIMEDOUT);
+    } else {
+      LOG_WARNING("broker: {} did not send its request in time", NameOf(it->second.domain));
+      Drop(id);
+    }
+  }
+  if (expired > 0) LOG_INFO("broker: {} requests found no peer in time (ETIMEDOUT)", expired);
+  ArmExpiryTimer();
 }
 
 void Broker::OnReadable(uint64_t id) {
@@ -181,6 +244,7 @@ void Broker::OnReadable(uint64_t id) {
   }
   connection.have += *got;
   if (connection.have < kBrokerRequestSize) return;
+  NoLongerUnread(connection);
   auto request = DecodeBrokerRequest(connection.buffer);
   if (!request) {
     LOG_WARNING("broker: malformed request from {}: {}", NameOf(connection.domain), request.error().message);
@@ -192,7 +256,6 @@ void Broker::OnReadable(uint64_t id) {
 
 void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
   Connection& connection = connections_.at(id);
-  connection.timer.Reset();
   uint32_t own = connection.domain;  // from the listening socket: the only identity
   uint32_t remote = request.remote_domain;
   uint32_t port = request.port;
@@ -223,10 +286,18 @@ void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
   }
   auto match = other.find(key);
   if (match == other.end()) {
+    // dom0's requests wait on behalf of the domain they name.
+    uint32_t charged = own == 0 ? remote : own;
+    if (!Charge(charged)) {
+      Answer(id, EAGAIN);
+      return;
+    }
+    connection.charged = charged;
     connection.waiting = true;
     connection.op = request.op;
     connection.key = key;
     same[key] = id;
+    SetDeadline(id, connection, options_.pending_timeout);
     return;
   }
   uint64_t peer = match->second;
@@ -260,6 +331,16 @@ void Broker::Answer(uint64_t id, uint32_t status, UniqueFd channel) {
   Drop(id);
 }
 
+void Broker::NoLongerUnread(Connection& connection) {
+  if (!connection.unread) return;
+  connection.unread = false;
+  auto entry = domains_.find(connection.domain);
+  if (entry != domains_.end() && entry->second.unread > 0) {
+    --entry->second.unread;
+    entry->second.warned_full = false;
+  }
+}
+
 void Broker::Drop(uint64_t id) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;
@@ -269,8 +350,15 @@ void Broker::Drop(uint64_t id) {
     auto found = map.find(connection.key);
     if (found != map.end() && found->second == id) map.erase(found);
   }
-  auto domain = domains_.find(connection.domain);
-  if (domain != domains_.end() && domain->second.pending > 0) --domain->second.pending;
+  NoLongerUnread(connection);
+  if (connection.charged != kNotCharged) {
+    auto entry = domains_.find(connection.charged);
+    if (entry != domains_.end() && entry->second.waiting > 0) {
+      --entry->second.waiting;
+      entry->second.warned_full = false;
+    }
+  }
+  deadlines_.erase({connection.deadline, id});
   connections_.erase(it);
 }
 

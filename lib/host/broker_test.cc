@@ -114,7 +114,9 @@ TEST_F(BrokerTest, AConnectWaitsForTheMatchingOfferAndDom0UsesTheControlPort) {
   // The daemon (dom0) joins work's control channel before the agent offers it.
   auto daemon = Request("dom0", BrokerOp::kConnect, 1, 512);
   Spin(50ms);
-  EXPECT_EQ(broker.pending_count(0), 1u);
+  // Waiting for work, so counted against work (see the charging test below).
+  EXPECT_EQ(broker.pending_count(1), 1u);
+  EXPECT_EQ(broker.pending_count(0), 0u);
   auto agent = Request("work", BrokerOp::kOffer, 0, 512);
   auto daemon_fd = Wait(daemon);
   auto agent_fd = Wait(agent);
@@ -231,16 +233,91 @@ TEST_F(BrokerTest, LimitsPendingRequestsPerDomain) {
   EXPECT_EQ(broker.pending_count(1), 4u);
   auto over = Request("work", BrokerOp::kOffer, 2, 600);
   EXPECT_EQ(Wait(over).error().sys_errno, EAGAIN);
-  // Other domains are not affected.
+  // Other domains are not affected, and work can still complete a pair
+  // (that request never waits).
   auto server = Request("vault", BrokerOp::kOffer, 1, 513);
+  Spin(50ms);
   auto client = Request("work", BrokerOp::kConnect, 2, 513);
-  // work is at its limit: its connect is refused too, vault's offer waits.
-  EXPECT_EQ(Wait(client).error().sys_errno, EAGAIN);
+  ASSERT_TRUE(Wait(client));
+  ASSERT_TRUE(Wait(server));
+  // Once work's requests are gone it may wait again.
   held.clear();
   Spin(50ms);
-  auto retry = Request("work", BrokerOp::kConnect, 2, 513);
-  ASSERT_TRUE(Wait(retry));
+  EXPECT_EQ(broker.pending_count(1), 0u);
+  auto again = Request("work", BrokerOp::kOffer, 2, 600);
+  Spin(50ms);
+  EXPECT_EQ(broker.pending_count(1), 1u);
+  auto join = Request("vault", BrokerOp::kConnect, 1, 600);
+  ASSERT_TRUE(Wait(again));
+  ASSERT_TRUE(Wait(join));
+}
+
+TEST_F(BrokerTest, ARequestNobodyMatchesExpiresWithETIMEDOUT) {
+  Broker::Options options;
+  options.pending_timeout = 300ms;
+  Broker broker(loop_, options);
+  AddDomains(broker);
+  auto started = sys::Clock::now();
+  auto lonely = Request("work", BrokerOp::kOffer, 2, 550);
+  auto result = Wait(lonely);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().sys_errno, ETIMEDOUT);
+  EXPECT_GE(sys::Clock::now() - started, 300ms);
+  EXPECT_EQ(broker.pending_count(1), 0u);
+  // The expired offer is gone: the same channel can be set up again.
+  auto server = Request("work", BrokerOp::kOffer, 2, 550);
+  auto client = Request("vault", BrokerOp::kConnect, 1, 550);
   ASSERT_TRUE(Wait(server));
+  ASSERT_TRUE(Wait(client));
+}
+
+TEST_F(BrokerTest, RequestsThatPairInTimeDoNotExpireAndLateOnesDo) {
+  Broker::Options options;
+  options.pending_timeout = 400ms;
+  Broker broker(loop_, options);
+  AddDomains(broker);
+  auto early = Request("work", BrokerOp::kOffer, 2, 551);
+  Spin(200ms);
+  auto late = Request("work", BrokerOp::kOffer, 2, 552);
+  auto join = Request("vault", BrokerOp::kConnect, 1, 551);
+  ASSERT_TRUE(Wait(early));
+  ASSERT_TRUE(Wait(join));
+  // `late` was made 200 ms after the first one: it is due 200 ms later.
+  Spin(250ms);
+  EXPECT_EQ(broker.pending_count(1), 1u);
+  auto late_result = Wait(late);
+  ASSERT_FALSE(late_result);
+  EXPECT_EQ(late_result.error().sys_errno, ETIMEDOUT);
+}
+
+// A domain that never answers must not use up dom0's share: the dom0 side of
+// channels with that domain is counted against it.
+TEST_F(BrokerTest, Dom0RequestsWaitingForADomainCountAgainstThatDomain) {
+  Broker::Options options;
+  options.max_pending_per_domain = 4;
+  Broker broker(loop_, options);
+  AddDomains(broker);
+  std::vector<std::future<Result<UniqueFd>>> for_work;
+  for (uint32_t port = 513; port < 517; ++port) for_work.push_back(Request("dom0", BrokerOp::kConnect, 1, port));
+  Spin(100ms);
+  EXPECT_EQ(broker.pending_count(1), 4u);
+  EXPECT_EQ(broker.pending_count(0), 0u);
+  // More for work: refused, work is full...
+  auto over = Request("dom0", BrokerOp::kConnect, 1, 517);
+  EXPECT_EQ(Wait(over).error().sys_errno, EAGAIN);
+  // ...and so is work's own next request.
+  auto own = Request("work", BrokerOp::kOffer, 2, 600);
+  EXPECT_EQ(Wait(own).error().sys_errno, EAGAIN);
+  // dom0 still serves vault.
+  auto daemon = Request("dom0", BrokerOp::kConnect, 2, 512);
+  auto agent = Request("vault", BrokerOp::kOffer, 0, 512);
+  ASSERT_TRUE(Wait(daemon));
+  ASSERT_TRUE(Wait(agent));
+  // work, at its limit, can still answer what waits for it.
+  auto offer = Request("work", BrokerOp::kOffer, 0, 513);
+  ASSERT_TRUE(Wait(offer));
+  ASSERT_TRUE(Wait(for_work[0]));
+  EXPECT_EQ(broker.pending_count(1), 3u);
 }
 
 TEST_F(BrokerTest, RemovingADomainEndsItsRequestsAndThoseWaitingForIt) {

@@ -64,6 +64,12 @@ class Parser {
     if (!node.is_boolean()) return Fail(LineOf(node), fmt::format("'{}' must be true or false", key));
     return *node.value<bool>();
   }
+  Result<int64_t> GetInteger(const toml::node& node, std::string_view key, int64_t min, int64_t max) const {
+    auto value = node.value<int64_t>();
+    if (!node.is_integer() || !value || *value < min || *value > max)
+      return Fail(LineOf(node), fmt::format("'{}' must be a whole number from {} to {}", key, min, max));
+    return *value;
+  }
   Result<std::vector<std::string>> GetStrings(const toml::node& node, std::string_view key) const {
     std::vector<std::string> out;
     if (node.is_string()) {
@@ -100,17 +106,11 @@ class Parser {
     if (value == 0) return fail();
     return value;
   }
-  Result<uint32_t> GetInteger(const toml::node& node, std::string_view key, int64_t low, int64_t high) const {
-    if (!node.is_integer() || *node.value<int64_t>() < low || *node.value<int64_t>() > high)
-      return Fail(LineOf(node), fmt::format("'{}' must be an integer from {} to {}", key, low, high));
-    return static_cast<uint32_t>(*node.value<int64_t>());
-  }
-
   // A limit key of [host] or [[domain]]; nullopt when `k` is not one.
   std::optional<Status> ParseLimit(std::string_view k, const toml::node& node, DomainLimits& limits) const {
     auto take = [](auto result, auto& out) -> Status {
       if (!result) return tl::unexpected(result.error());
-      out = *result;
+      out = static_cast<std::remove_reference_t<decltype(out)>>(*result);
       return Ok();
     };
     if (k == "memory") return take(GetSize(node, k), limits.memory_bytes);
@@ -139,7 +139,7 @@ class Parser {
       } else if (k == "uid_base") {
         auto v = GetInteger(node, k, 65536, 0xf0000000LL);
         if (!v) return tl::unexpected(v.error());
-        config.uid_base = *v;
+        config.uid_base = static_cast<uint32_t>(*v);
       } else if (k == "state_dir") {
         auto v = GetString(node, k);
         if (!v) return tl::unexpected(v.error());
@@ -167,6 +167,14 @@ class Parser {
         if (*v != "none" && *v != "prompt" && *v != "assume-yes" && *v != "assume-no")
           return Fail(LineOf(node), fmt::format("policy_agent '{}' is not none, prompt, assume-yes or assume-no", *v));
         config.policy_agent = *v;
+      } else if (k == "broker_max_pending") {
+        auto v = GetInteger(node, k, 1, 65536);
+        if (!v) return tl::unexpected(v.error());
+        config.broker_max_pending = static_cast<size_t>(*v);
+      } else if (k == "broker_pending_timeout") {
+        auto v = GetInteger(node, k, 1, 3600);
+        if (!v) return tl::unexpected(v.error());
+        config.broker_pending_timeout = std::chrono::seconds(*v);
       } else {
         return Fail(LineOf(node), fmt::format("unknown key '{}' in [host]", k));
       }

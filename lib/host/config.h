@@ -16,6 +16,8 @@
 //   tmpfs_size = "256M"
 //   home_size = "4G"                     # 0: a plain directory, no limit
 //   allow_user_namespaces = false
+//   broker_max_pending = 128             # waiting channel requests per domain
+//   broker_pending_timeout = 30          # seconds a request waits for its peer
 //
 //   [[domain]]
 //   name = "work"
@@ -35,6 +37,8 @@
 // Every error names the file and line.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -91,6 +95,9 @@ struct HostConfig {
   // uid_base: host id of slot 0 of the domains' id ranges (host/userns.h).
   uint32_t uid_base = 0x70000000;
   DomainLimits limits;  // defaults for every domain
+  // Broker bounds (docs/broker-protocol.md); unset: the broker's defaults.
+  std::optional<size_t> broker_max_pending;
+  std::optional<std::chrono::seconds> broker_pending_timeout;
   std::vector<DomainConfig> domains;
 
   const DomainConfig* Find(std::string_view name) const;

@@ -87,6 +87,8 @@ TEST(HostConfig, ReportsBadConfigsWithFileAndLine) {
       {"[[domain]]\nname = \"a\"\nclass = \"StandaloneVM\"\nuuid = \"ABC\"\n", "host.toml:4: 'ABC' is not"},
       {"domains = 3\n", "host.toml:1: unknown top-level key 'domains'"},
       {"[host]\npolicy_agent = \"maybe\"\n", "host.toml:2: policy_agent 'maybe'"},
+      {"[host]\nbroker_max_pending = 0\n", "host.toml:2: 'broker_max_pending' must be a whole number from 1"},
+      {"[host]\nbroker_pending_timeout = \"30\"\n", "host.toml:2: 'broker_pending_timeout' must be a whole number"},
   };
   for (const auto& c : cases) {
     auto config = ParseConfig(c.text, "/x/host.toml");
@@ -94,6 +96,17 @@ TEST(HostConfig, ReportsBadConfigsWithFileAndLine) {
     EXPECT_NE(config.error().message.find(c.expected), std::string::npos)
         << "got: " << config.error().message << "\nwanted: " << c.expected;
   }
+}
+
+TEST(HostConfig, BrokerBoundsAreOptional) {
+  auto defaults = ParseConfig("[host]\n", "/x/host.toml");
+  ASSERT_TRUE(defaults) << defaults.error().ToString();
+  EXPECT_FALSE(defaults->broker_max_pending);
+  EXPECT_FALSE(defaults->broker_pending_timeout);
+  auto set = ParseConfig("[host]\nbroker_max_pending = 16\nbroker_pending_timeout = 2\n", "/x/host.toml");
+  ASSERT_TRUE(set) << set.error().ToString();
+  EXPECT_EQ(set->broker_max_pending, 16u);
+  EXPECT_EQ(set->broker_pending_timeout, std::chrono::seconds(2));
 }
 
 TEST(HostConfig, UuidsAreStableAndDistinct) {

@@ -35,6 +35,13 @@ std::string RandomUuid() {
 
 bool SocketAnswers(const std::string& path) { return sys::UnixConnect(path).has_value(); }
 
+Broker::Options BrokerOptionsFor(const HostConfig& config) {
+  Broker::Options options;
+  if (config.broker_max_pending) options.max_pending_per_domain = *config.broker_max_pending;
+  if (config.broker_pending_timeout) options.pending_timeout = *config.broker_pending_timeout;
+  return options;
+}
+
 }  // namespace
 
 const char* PowerStateName(PowerState state) {
@@ -62,7 +69,8 @@ HostPaths::HostPaths(std::string state) : state_dir(std::move(state)) {
 }
 
 Host::Host(event::Loop& loop, HostOptions options)
-    : loop_(loop), options_(std::move(options)), paths_(options_.config.state_dir), broker_(loop) {
+    : loop_(loop), options_(std::move(options)), paths_(options_.config.state_dir),
+      broker_(loop, BrokerOptionsFor(options_.config)) {
   uint32_t id = 1;
   for (const auto& config : options_.config.domains) {
     auto domain = std::make_unique<Domain>();

@@ -211,6 +211,43 @@ TEST_F(AgentControl, AtMost256ConnectionsAreServedAtOnce) {
   ExpectRelayedTrigger("target", "test.Extra");
 }
 
+TEST_F(AgentControl, AClientThatSendsNoRequestInTimeIsDropped) {
+  agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
+                 std::vector<std::string>{"--no-fork-server", "--trigger-timeout=0.3"});
+  agent_->ConnectDom0();
+  auto silent = ConnectUnixRetry(agent_->agent_socket());
+  ASSERT_TRUE(silent);
+  auto partial = ConnectUnixRetry(agent_->agent_socket());
+  ASSERT_TRUE(partial);
+  ASSERT_TRUE(sys::WriteAll(partial->get(), std::string_view("\x13\x02\0\0", 4)));  // half a header
+  UniqueFd complete = Trigger("target", "test.Waits");
+  ExpectRelayedTrigger("target", "test.Waits");
+  EXPECT_TRUE(WaitForEof(silent->get(), milliseconds(3000)));
+  EXPECT_TRUE(WaitForEof(partial->get(), milliseconds(3000)));
+  // A client whose request went to dom0 waits for the answer as long as it
+  // takes.
+  EXPECT_FALSE(WaitForEof(complete.get(), milliseconds(500)));
+}
+
+// Local clients have their own budget: 300 of them that connect and say
+// nothing (more than the 256 served at once) cannot make dom0's calls fail.
+TEST_F(AgentControl, IdleLocalClientsCannotStopCallsFromDom0) {
+  agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
+                 std::vector<std::string>{"--no-fork-server", "--trigger-timeout=60"});
+  agent_->ConnectDom0();
+  WriteScript(dir_ / "rpc/test.Echo", "cat\n");
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 300; ++i) {
+    auto fd = sys::UnixConnect(agent_->agent_socket());
+    if (fd) idle.push_back(std::move(*fd));
+  }
+  ASSERT_GE(idle.size(), 256u);
+  std::this_thread::sleep_for(milliseconds(200));  // the agent has accepted what it will
+  auto output = RunCall(*agent_, dir_, RpcCommand("test.Echo+"), "still served");
+  EXPECT_EQ(output.out, "still served");
+  EXPECT_EQ(output.exit_code, 0);
+}
+
 TEST_F(AgentControl, WrongHelloMakesTheAgentExitOne) {
   agent_.emplace(dir_);
   auto control = VchanConnect(dir_.path(), kVmDomain, 0, 512);

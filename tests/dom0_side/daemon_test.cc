@@ -541,6 +541,46 @@ TEST_F(DaemonTest, Dom0TargetRunsTheServiceWithItsEnvironment) {
   EXPECT_EQ(out, "work|test.Env+arg|arg|keyword|adminvm\ninput");
 }
 
+// The source's agent is not trusted: it may report a dom0 call's port free
+// at once (MSG_CONNECTION_TERMINATED) while the service goes on. The daemon
+// counts each dom0 service until its helper exits, and refuses the 257th.
+TEST_F(DaemonTest, AtMost256Dom0ServicesRunAtOnceWhateverTheAgentReports) {
+  WriteScript(dir_ / "rpc/test.Hold", "read line\n");  // lives until stdin ends
+  const std::string allow =
+      "user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=False\nrequested_target=@adminvm";
+  FakeServer policy(dir_ / "policy.sock", std::vector<std::string>(300, allow),
+                    FakeServer::ReadUntil::kBlankLine);
+  StartDaemon();
+  // Every call gets the data port back at once, so ports are no bound.
+  std::vector<UniqueFd> calls;
+  auto start_call = [&](const std::string& ident) -> bool {
+    auto listener = VchanListen(dir_.path(), kDomid, 0, 513);
+    if (!listener) return false;
+    SendTrigger("@adminvm", ident, "test.Hold");
+    Msg answer = Recv(agent_.get());
+    if (answer != Msg{kServiceConnect, U32(0) + U32(513) + Ident(ident)}) {
+      EXPECT_EQ(answer, (Msg{kServiceRefused, Ident(ident)})) << Log();
+      return false;
+    }
+    auto data = VchanAccept(listener->get(), dir_.path(), kDomid, 0, 513);
+    if (!data || !Handshake(data->get(), 4)) return false;
+    calls.push_back(std::move(*data));
+    return SendMessage(agent_.get(), kConnectionTerminated, U32(0) + U32(513)).has_value();
+  };
+  for (int i = 0; i < 256; ++i) ASSERT_TRUE(start_call("R" + std::to_string(i))) << i << "\n" << Log();
+  SendTrigger("@adminvm", "OVER", "test.Hold");
+  ExpectRefused("OVER");
+  EXPECT_TRUE(LogHas("too many dom0 services running")) << Log();
+  // One service ends (its stdin closes with the vchan): there is room again.
+  calls.front().reset();
+  bool started = false;
+  for (int attempt = 0; attempt < 50 && !started; ++attempt) {
+    std::this_thread::sleep_for(milliseconds(100));
+    started = start_call("AGAIN" + std::to_string(attempt));
+  }
+  EXPECT_TRUE(started) << Log();
+}
+
 // A policy.sock that accepts every connection and never answers.
 class SilentPolicy {
  public:
