@@ -42,6 +42,17 @@ Status Check(int rc, const char* what) {
   return Ok();
 }
 
+// An argument comparison, built without libseccomp's SCMP_A* macros (C
+// compound literals, which C++ compilers warn about).
+scmp_arg_cmp MaskedEquals(unsigned arg, uint64_t mask, uint64_t value) {
+  scmp_arg_cmp cmp{};
+  cmp.arg = arg;
+  cmp.op = SCMP_CMP_MASKED_EQ;
+  cmp.datum_a = mask;
+  cmp.datum_b = value;
+  return cmp;
+}
+
 Status AddRules(scmp_filter_ctx ctx, const SeccompOptions& options) {
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (const char* name : kDenied) {
@@ -51,7 +62,7 @@ Status AddRules(scmp_filter_ctx ctx, const SeccompOptions& options) {
   }
   for (unsigned long request : {static_cast<unsigned long>(TIOCSTI), static_cast<unsigned long>(TIOCLINUX)}) {
     if (auto status = Check(seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
-                                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request)),
+                                             MaskedEquals(1, 0xffffffffu, request)),
                             "ioctl");
         !status)
       return status;
@@ -61,7 +72,7 @@ Status AddRules(scmp_filter_ctx ctx, const SeccompOptions& options) {
     // unshare(flags) and clone(flags, ...): flags are the first argument
     // on every architecture we build for.
     if (auto status = Check(seccomp_rule_add(ctx, eperm, nr, 1,
-                                             SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)),
+                                             MaskedEquals(0, CLONE_NEWUSER, CLONE_NEWUSER)),
                             "unshare/clone");
         !status)
       return status;
