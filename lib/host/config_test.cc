@@ -109,6 +109,47 @@ TEST(HostConfig, BrokerBoundsAreOptional) {
   EXPECT_EQ(set->broker_pending_timeout, std::chrono::seconds(2));
 }
 
+TEST(HostConfig, DomainLimitsHaveDefaultsHostWideValuesAndPerDomainOverrides) {
+  auto config = ParseConfig(R"(
+[host]
+memory = "512M"
+max_processes = 200
+uid_base = 1879048192
+[[domain]]
+name = "a"
+class = "StandaloneVM"
+[[domain]]
+name = "b"
+class = "StandaloneVM"
+memory = 1073741824
+cpu_weight = 50
+tmpfs_size = "8M"
+home_size = 0
+allow_user_namespaces = true
+)",
+                            "/etc/host.toml");
+  ASSERT_TRUE(config) << config.error().ToString();
+  const DomainLimits& a = config->Find("a")->limits;
+  EXPECT_EQ(a.memory_bytes, 512ULL << 20);
+  EXPECT_EQ(a.max_processes, 200u);
+  EXPECT_EQ(a.cpu_weight, 100u);
+  EXPECT_EQ(a.tmpfs_bytes, 256ULL << 20);
+  EXPECT_EQ(a.home_bytes, 4ULL << 30);
+  EXPECT_FALSE(a.allow_user_namespaces);
+  const DomainLimits& b = config->Find("b")->limits;
+  EXPECT_EQ(b.memory_bytes, 1ULL << 30);
+  EXPECT_EQ(b.max_processes, 200u);
+  EXPECT_EQ(b.cpu_weight, 50u);
+  EXPECT_EQ(b.tmpfs_bytes, 8ULL << 20);
+  EXPECT_EQ(b.home_bytes, 0u);
+  EXPECT_TRUE(b.allow_user_namespaces);
+  for (const char* bad : {"memory = \"12X\"", "memory = 0", "memory = \"\"", "cpu_weight = 0",
+                          "cpu_weight = 10001", "max_processes = 1", "home_size = \"1M\"", "uid_base = 5"}) {
+    auto result = ParseConfig(std::string("[host]\n") + bad + "\n", "/etc/host.toml");
+    EXPECT_FALSE(result) << bad;
+  }
+}
+
 TEST(HostConfig, UuidsAreStableAndDistinct) {
   EXPECT_EQ(UuidForName("work"), UuidForName("work"));
   EXPECT_NE(UuidForName("work"), UuidForName("vault"));
