@@ -231,7 +231,7 @@ TEST_F(BoundsTest, ADomainRunsAtMost256Dom0ServicesAtOnce) {
   // The killed services' helpers exit asynchronously (slowly under the
   // sanitizers); until the last has, the domain may still be at its bound.
   RunResult call;
-  for (auto until = sys::Clock::now() + 30s; sys::Clock::now() < until; Spin(200ms)) {
+  for (auto retry_until = sys::Clock::now() + 30s; sys::Clock::now() < retry_until; Spin(200ms)) {
     call = RunIn("work", std::string(kSandboxBinDir) + "/qrexec-client-vm @adminvm demo.Hold");
     if (call.exit_code == 0) break;
   }
