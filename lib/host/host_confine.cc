@@ -171,7 +171,12 @@ Status Host::PrepareStorage(Domain& domain) {
     if (fs::is_directory(template_home)) {
       auto rc = RunProgram({"/bin/cp", "-a", "--", template_home + "/.", home + "/"}, sys::Deadline::After(60s));
       if (!rc || *rc != 0) return MakeError(ErrorKind::kInternal, "cannot copy " + template_home);
-      fresh = false;  // owned by the template's ids: moved below
+      // The copy is owned by the template's ids: move them to ours (the
+      // image's root already is ours, so PrepareHome would not notice).
+      const Domain* source = Find(config.template_name);
+      if (source != nullptr && ::geteuid() == 0)
+        if (auto status = ShiftOwnership(home, IdsOf(*source), IdsOf(domain)); !status) return status;
+      fresh = false;
     }
   }
   if (::chmod(home.c_str(), 0700) < 0) return ErrnoError("chmod " + home);

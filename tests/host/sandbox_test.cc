@@ -148,6 +148,13 @@ TEST_F(SandboxTest, ADisposableLeavesNoProcessesMountsOrDirectories) {
   std::string storage = host_->paths().disp_dir + "/" + name;
   ASSERT_TRUE(WaitForFile(storage + "/home/done"));
   EXPECT_EQ(ReadFile(storage + "/home/inherited"), "from-dvm\n");
+  // The copy belongs to the disposable's own ids, not its template's.
+  struct stat copied {};
+  ASSERT_EQ(::stat((storage + "/home/init.sh").c_str(), &copied), 0);
+  struct stat root_of_home {};
+  ASSERT_EQ(::stat((storage + "/home").c_str(), &root_of_home), 0);
+  uid_t range_start = root_of_home.st_uid - 1000;  // the home belongs to the range's uid 1000
+  EXPECT_LT(copied.st_uid - range_start, 65536u) << "uid " << copied.st_uid << " is outside the disposable's range";
   EXPECT_FALSE(std::filesystem::exists(HomeOf("dvm") + "/inherited"));  // the template is untouched
   EXPECT_EQ(ProcessesWith("sleep " + marker).size(), 1u);
   ASSERT_TRUE(host_->Kill(name));
