@@ -189,7 +189,8 @@ void Daemon::OnClientServiceConnect(ClientId client, proto::ServiceConnect reque
     server_->Reply(client, proto::EncodeClientReply(proto::MsgType::kServiceConnect,
                                                     {static_cast<uint32_t>(config_.domid), *port}));
   }
-  SendServiceConnect(request.ident, request.connect_domain, request.connect_port);
+  SendServiceConnect(request.ident, request.connect_domain, request.connect_port,
+                     request.ident_field_len);
 }
 
 void Daemon::OnClientGone(ClientId client) {
@@ -264,8 +265,9 @@ void Daemon::OnTargetConnected(uint64_t call_id, Result<proto::ExecParams> param
   pending_.erase(it);
 }
 
-void Daemon::SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port) {
-  auto frame = proto::EncodeServiceConnect({domain, port, ident});
+void Daemon::SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port,
+                                size_t ident_field_len) {
+  auto frame = proto::EncodeServiceConnect({domain, port, ident, ident_field_len});
   if (!frame) {
     LOG_ERROR("cannot encode SERVICE_CONNECT: {}", frame.error().ToString());
     return;
