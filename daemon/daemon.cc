@@ -207,7 +207,8 @@ void Daemon::OnClientServiceConnect(ClientId client, proto::ServiceConnect reque
     // call). The client may stay to learn that our caller went away.
     joined_clients_[{request.connect_domain, request.connect_port}] = client;
   }
-  SendServiceConnect(request.ident, request.connect_domain, request.connect_port);
+  SendServiceConnect(request.ident, request.connect_domain, request.connect_port,
+                     request.ident_field_len);
 }
 
 void Daemon::OnClientGone(ClientId client) {
@@ -285,8 +286,9 @@ void Daemon::OnTargetConnected(uint64_t call_id, Result<proto::ExecParams> param
   pending_.erase(it);
 }
 
-void Daemon::SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port) {
-  auto frame = proto::EncodeServiceConnect({domain, port, ident});
+void Daemon::SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port,
+                                size_t ident_field_len) {
+  auto frame = proto::EncodeServiceConnect({domain, port, ident, ident_field_len});
   if (!frame) {
     LOG_ERROR("cannot encode SERVICE_CONNECT: {}", frame.error().ToString());
     return;

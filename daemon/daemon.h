@@ -86,7 +86,9 @@ class Daemon {
   void RunInDom0(uint64_t call_id, const PolicyAnswer& answer, std::string service,
                  std::string source);
   void OnTargetConnected(uint64_t call_id, Result<proto::ExecParams> params);
-  void SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port);
+  // `ident_field_len`: see proto::ServiceConnect (a client's short field is relayed as sent).
+  void SendServiceConnect(const std::string& ident, uint32_t domain, uint32_t port,
+                          size_t ident_field_len = proto::kServiceParamsSize);
   void Refuse(uint64_t call_id, const std::string& why);
   void LogStage(const PendingCall& call, const char* stage) const;
   std::map<uint64_t, PendingCall>::iterator FindPending(const std::string& ident);

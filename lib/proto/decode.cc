@@ -126,13 +126,21 @@ Decoded<ExecRequest> DecodeExecBody(MsgType type, std::span<const std::byte> bod
                      std::string(*command)};
 }
 
+// exec_params + an ident field of 1..32 bytes. A short field is padded with
+// NULs for the checks, so it must still hold the ident's NUL itself.
 Decoded<ServiceConnect> DecodeServiceConnectBody(std::span<const std::byte> body) {
-  if (body.size() != kExecParamsSize + kServiceParamsSize)
+  if (body.size() <= kExecParamsSize || body.size() > kExecParamsSize + kServiceParamsSize)
     return Fatal("MSG_SERVICE_CONNECT: bad length");
-  auto ident = ValidRequestId(ReadRawIdent(body.subspan(kExecParamsSize)));
+  std::span<const std::byte> field = body.subspan(kExecParamsSize);
+  RawIdent raw{};
+  std::memcpy(raw.data(), field.data(), field.size());
+  if (std::memchr(raw.data(), '\0', field.size()) == nullptr)
+    return Fatal("MSG_SERVICE_CONNECT: request id not NUL-terminated");
+  auto ident = ValidRequestId(raw);
   if (!ident) return Fatal("MSG_SERVICE_CONNECT: invalid request id");
   ExecParams params = ReadExecParams(body);
-  return ServiceConnect{params.connect_domain, params.connect_port, std::move(*ident)};
+  return ServiceConnect{params.connect_domain, params.connect_port, std::move(*ident),
+                        field.size()};
 }
 
 bool BodyMatches(const Header& header, std::span<const std::byte> body) {
@@ -186,14 +194,11 @@ Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_he
       auto request = DecodeExecBody(static_cast<MsgType>(untrusted_header.untrusted_type),
                                     untrusted_body, kMaxControlFromDaemonBody);
       if (!request) return tl::unexpected(std::move(request.error()));
-      if (!IsDataPort(request->connect_port)) return Fatal("exec request: port out of range");
       return std::move(*request);
     }
     case MsgType::kServiceConnect: {
       auto connect = DecodeServiceConnectBody(untrusted_body);
       if (!connect) return tl::unexpected(std::move(connect.error()));
-      if (!IsDataPort(connect->connect_port))
-        return Fatal("MSG_SERVICE_CONNECT: port out of range");
       return std::move(*connect);
     }
     case MsgType::kServiceRefused: {
@@ -239,10 +244,7 @@ Result<ExecParams> DecodeClientReply(const Header& untrusted_header,
     return MakeError(ErrorKind::kMalformed, "daemon reply of an unexpected type");
   if (untrusted_body.size() != kExecParamsSize)
     return MakeError(ErrorKind::kMalformed, "daemon reply of a bad length");
-  ExecParams params = ReadExecParams(untrusted_body);
-  if (!IsDataPort(params.connect_port))
-    return MakeError(ErrorKind::kMalformed, "daemon reply: port out of range");
-  return params;
+  return ReadExecParams(untrusted_body);
 }
 
 Decoded<Trigger> DecodeTriggerSocketRequest(const Header& untrusted_header,

@@ -80,7 +80,10 @@ Result<Bytes> EncodeExecRequest(const ExecRequest& request) {
 
 Result<Bytes> EncodeServiceConnect(const ServiceConnect& message) {
   if (!IsEncodableIdent(message.ident)) return Bad("invalid request id");
-  Bytes out = NewFrame(MsgType::kServiceConnect, kExecParamsSize + kServiceParamsSize);
+  if (message.ident_field_len <= message.ident.size() ||
+      message.ident_field_len > kServiceParamsSize)
+    return Bad("request id field length does not fit the request id");
+  Bytes out = NewFrame(MsgType::kServiceConnect, kExecParamsSize + message.ident_field_len);
   PutExecParams(out.data() + kHeaderSize, {message.connect_domain, message.connect_port});
   PutText(out.data() + kHeaderSize + kExecParamsSize, message.ident);
   return out;

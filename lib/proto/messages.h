@@ -95,11 +95,16 @@ struct ExecRequest {
 };
 
 // MSG_SERVICE_CONNECT. `ident` is a valid request id (names::IsValidRequestIdText,
-// at most 31 bytes, so it round-trips to the same 32 wire bytes).
+// at most 31 bytes). `ident_field_len` is how many bytes the ident field takes
+// on the wire: normally the full 32-byte service_params, but a client may send
+// a shorter field (just the text and its NUL, e.g. 9 bytes for "SOCKET11");
+// the daemon relays such a message to the agent byte for byte, as the
+// reference does. Always ident.size() < ident_field_len <= 32.
 struct ServiceConnect {
   uint32_t connect_domain = 0;
   uint32_t connect_port = 0;
   std::string ident;
+  size_t ident_field_len = kServiceParamsSize;
   bool operator==(const ServiceConnect&) const = default;
 };
 
@@ -128,7 +133,8 @@ struct Trigger {
   bool operator==(const Trigger&) const = default;
 };
 
-// MSG_CONNECTION_TERMINATED (agent -> daemon). Port is in 513..768.
+// MSG_CONNECTION_TERMINATED (agent -> daemon). Port is in 513..768 (the
+// daemon allocated it, so anything else is a lie from the VM).
 struct ConnectionTerminated {
   uint32_t connect_domain = 0;
   uint32_t connect_port = 0;
@@ -186,10 +192,13 @@ Decoded<AgentControlMessage> DecodeControlFromAgent(const Header& untrusted_head
                                                     uint32_t version);
 
 // Agent receiving on the control vchan (§2.6 second table). Every failure is
-// kFatal. Stricter than the reference:
+// kFatal. The port is not checked: dom0 is trusted and the daemon, which
+// allocates ports, is the one that bounds them (like the reference, any
+// port is used as given). Stricter than the reference:
 //  * EXEC_CMDLINE/JUST_EXEC: 8 < len <= kMaxControlFromDaemonBody, the last
-//    byte must be NUL (not forced) and no other NUL; port 513..768.
-//  * SERVICE_CONNECT: len == 40, valid ident, port 513..768.
+//    byte must be NUL (not forced) and no other NUL.
+//  * SERVICE_CONNECT: 8 < len <= 40, a valid ident whose NUL lies inside
+//    the body, only NULs after it.
 //  * SERVICE_REFUSED: len == 32, valid ident.
 Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_header,
                                                       std::span<const std::byte> untrusted_body,
@@ -199,12 +208,14 @@ Decoded<DaemonControlMessage> DecodeControlFromDaemon(const Header& untrusted_he
 // (§2.9). Every failure is kFatal (drop that client):
 //  * EXEC_CMDLINE/JUST_EXEC: 8 < len <= 65535, last byte NUL, no inner NUL;
 //    connect_port 0 (allocate) or 513..768.
-//  * SERVICE_CONNECT: len == 40, valid ident, connect_port 0 or 513..768.
+//  * SERVICE_CONNECT: 8 < len <= 40 (a short ident field is kept as sent,
+//    see ServiceConnect), valid ident, connect_port 0 or 513..768.
 Decoded<ClientRequest> DecodeClientRequest(const Header& untrusted_header,
                                            std::span<const std::byte> untrusted_body);
 
 // Client reading the daemon's reply to a request with connect_port 0: same
-// type as the request, len == 8, port 513..768. Errors are kMalformed.
+// type as the request, len == 8. The port is not bounded: the daemon is
+// trusted and allocated it. Errors are kMalformed.
 Result<ExecParams> DecodeClientReply(const Header& untrusted_header,
                                      std::span<const std::byte> untrusted_body,
                                      MsgType request_type);

@@ -332,22 +332,28 @@ TEST(ControlFromDaemon, ExecRequestLengthAndTerminatorAreChecked) {
   ExpectFatal(FromDaemon(MsgType::kExecCmdline, params + at_limit + "x\0"s));
 }
 
-TEST(ControlFromDaemon, ExecRequestPortMustBeADataPort) {
-  ExpectFatal(FromDaemon(MsgType::kExecCmdline, U32(0) + U32(0) + "u:x\0"s));
-  ExpectFatal(FromDaemon(MsgType::kExecCmdline, U32(0) + U32(512) + "u:x\0"s));
-  ExpectFatal(FromDaemon(MsgType::kJustExec, U32(0) + U32(769) + "u:x\0"s));
-  EXPECT_TRUE(FromDaemon(MsgType::kJustExec, U32(0) + U32(768) + "u:x\0"s).has_value());
+// dom0 allocated the port; the agent takes whatever it names.
+TEST(ControlFromDaemon, ExecRequestPortIsTakenAsGiven) {
+  for (uint32_t port : {0u, 512u, 768u, 769u, 1024u, 0xffffffffu}) {
+    auto r = FromDaemon(MsgType::kJustExec, U32(3) + U32(port) + "u:x\0"s);
+    ASSERT_TRUE(r.has_value()) << port;
+    EXPECT_EQ(std::get<ExecRequest>(*r).connect_port, port);
+  }
 }
 
-TEST(ControlFromDaemon, ServiceConnectNeedsFortyBytesAndAValidIdent) {
+TEST(ControlFromDaemon, ServiceConnectNeedsAnIdentFieldOfAtMost32BytesWithItsNul) {
   auto r = FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + Field("SOCKET12", 32));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(std::get<ServiceConnect>(*r), (ServiceConnect{7, 515, "SOCKET12"}));
-  ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + Field("SOCKET12", 31)));
+  auto short_field = FromDaemon(MsgType::kServiceConnect, U32(7) + U32(2000) + "SOCKET12\0"s);
+  ASSERT_TRUE(short_field.has_value());
+  EXPECT_EQ(std::get<ServiceConnect>(*short_field), (ServiceConnect{7, 2000, "SOCKET12", 9}));
+  ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + "SOCKET12"s));
+  ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515)));
   ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + Field("SOCKET12", 33)));
   ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + std::string(32, 'A')));
   ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + Field("SOCK\n", 32)));
-  ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(0) + Field("SOCKET12", 32)));
+  ExpectFatal(FromDaemon(MsgType::kServiceConnect, U32(7) + U32(515) + "SOCKET12\0x"s));
 }
 
 TEST(ControlFromDaemon, ServiceRefusedNeedsThirtyTwoBytesAndAValidIdent) {
@@ -404,7 +410,19 @@ TEST(ClientSocket, ServiceConnectDecodes) {
   auto r = FromClient(MsgType::kServiceConnect, U32(0) + U32(0) + Field("SOCKET1", 32));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(std::get<ServiceConnect>(*r), (ServiceConnect{0, 0, "SOCKET1"}));
-  ExpectFatal(FromClient(MsgType::kServiceConnect, U32(0) + U32(0) + "SOCKET1\0"s));
+  // A short ident field (text + NUL) is accepted and remembered as short.
+  auto short_field = FromClient(MsgType::kServiceConnect, U32(4) + U32(513) + "SOCKET1\0"s);
+  ASSERT_TRUE(short_field.has_value());
+  EXPECT_EQ(std::get<ServiceConnect>(*short_field), (ServiceConnect{4, 513, "SOCKET1", 8}));
+  ExpectFatal(FromClient(MsgType::kServiceConnect, U32(0) + U32(0) + "SOCKET1"s));
+}
+
+TEST(ClientSocket, AShortIdentFieldEncodesBackToTheSameBytes) {
+  auto frame = EncodeServiceConnect(ServiceConnect{4, 513, "SOCKET11", 9});
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->size(), kHeaderSize + 8 + 9);
+  EXPECT_FALSE(EncodeServiceConnect(ServiceConnect{4, 513, "SOCKET11", 8}).has_value());
+  EXPECT_FALSE(EncodeServiceConnect(ServiceConnect{4, 513, "SOCKET11", 33}).has_value());
 }
 
 TEST(ClientSocket, OtherTypesAreFatal) {
@@ -422,9 +440,12 @@ TEST(ClientSocket, TheDaemonReplyMustEchoTheTypeWithEightBytes) {
   std::string longer = body + '\0';
   EXPECT_FALSE(
       DecodeClientReply(Header{T(MsgType::kExecCmdline), 9}, B(longer), MsgType::kExecCmdline));
-  std::string bad_port = U32(42) + U32(0);
-  EXPECT_FALSE(
-      DecodeClientReply(Header{T(MsgType::kExecCmdline), 8}, B(bad_port), MsgType::kExecCmdline));
+  // The daemon allocated the port; the client does not second-guess it.
+  std::string high_port = U32(42) + U32(1024);
+  auto high =
+      DecodeClientReply(Header{T(MsgType::kExecCmdline), 8}, B(high_port), MsgType::kExecCmdline);
+  ASSERT_TRUE(high.has_value());
+  EXPECT_EQ(high->connect_port, 1024u);
 }
 
 // ---------------------------------------------------------------- client-vm -> agent trigger

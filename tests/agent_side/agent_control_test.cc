@@ -87,6 +87,22 @@ TEST_F(AgentControl, ServiceConnectAnswersTheClientAndItsEofTerminatesTheConnect
   ExpectTerminated(agent_->control(), 43, 515);
 }
 
+// Neither the port (dom0 allocated it) nor the width of the ident field
+// (dom0 may relay a client's short field, just the text and its NUL) is held
+// against dom0.
+TEST_F(AgentControl, ServiceConnectWithAHighPortAndAShortIdentFieldReachesTheClient) {
+  Start();
+  UniqueFd client = Trigger("target", "test.Service");
+  std::string ident = ExpectRelayedTrigger("target", "test.Service");
+  ASSERT_TRUE(SendMessage(agent_->control(), kServiceConnect,
+                          U32(43) + U32(1024) + ident + std::string(1, '\0')));
+  auto answer = RecvExact(client.get(), 8);
+  ASSERT_TRUE(answer) << answer.error().ToString();
+  EXPECT_EQ(*answer, U32(43) + U32(1024));
+  client.reset();
+  ExpectTerminated(agent_->control(), 43, 1024);
+}
+
 TEST_F(AgentControl, AnswerForAClientThatLeftNeverReachesANewerClient) {
   Start();
   UniqueFd first = Trigger("target", "test.First");
@@ -191,6 +207,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadMessage{"RefusedTooShort", kServiceRefused, Fixed("SOCKET5", 31)},
         BadMessage{"RefusedTooLong", kServiceRefused, Fixed("SOCKET5", 33)},
         BadMessage{"ConnectTooShort", kServiceConnect, U32(1) + U32(513)},
+        BadMessage{"ConnectShortIdentWithoutNul", kServiceConnect, U32(1) + U32(513) + "SOCKET5"},
         BadMessage{"TriggerFromDom0", kTriggerService4, Trigger4Body("", "t", "x", "s")},
         BadMessage{"TerminatedFromDom0", kConnectionTerminated, U32(0) + U32(513)}),
     [](const ::testing::TestParamInfo<BadMessage>& param_info) { return param_info.param.name; });

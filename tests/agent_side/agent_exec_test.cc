@@ -74,6 +74,18 @@ TEST_F(AgentExec, ServiceRunsOnlyOnceTheCallerJoinedTheDataVchan) {
   ExpectTerminated(agent_->control(), 0, 600);
 }
 
+// dom0's daemon allocates data ports; the agent uses whatever port dom0
+// names, even one outside the 513..768 range our daemon hands out.
+TEST_F(AgentExec, ServiceRunsOnAnyDataPortDom0Names) {
+  Service("test.Echo", "cat\n");
+  for (int port : {1024, 70000}) {
+    auto output = RunCall(*agent_, dir_, RpcCommand("test.Echo+"), "on a high port", port);
+    EXPECT_EQ(output.out, "on a high port") << port;
+    EXPECT_EQ(output.exit_code, 0) << port;
+    ExpectTerminated(agent_->control(), 0, static_cast<uint32_t>(port));
+  }
+}
+
 TEST_F(AgentExec, MissingServiceReportsEofsAndExitCode127) {
   auto output = RunCall(*agent_, dir_, RpcCommand("test.Missing+"));
   EXPECT_EQ(output.exit_code, 127);

@@ -45,17 +45,17 @@ class ClientTest : public ::testing::Test {
 
   // Plays the target daemon of a dom0 -> VM call: expects `type` with
   // `command` and answers {43, 513}.
-  void ServeExec(int listen_fd, uint32_t type, std::string_view command) {
+  void ServeExec(int listen_fd, uint32_t type, std::string_view command, uint32_t port = 513) {
     UniqueFd conn = AcceptOne(listen_fd);
     ASSERT_TRUE(conn.valid());
     ASSERT_TRUE(ServeDaemonHello(conn.get()));
     EXPECT_EQ(Recv(conn.get()), (Msg{type, CmdBody(0, 0, command)}));
-    ASSERT_TRUE(SendMessage(conn.get(), type, U32(43) + U32(513)));
+    ASSERT_TRUE(SendMessage(conn.get(), type, U32(43) + U32(port)));
   }
 
   // Plays the agent's handler: joins the data vchan the client offers.
-  UniqueFd JoinData() {
-    auto fd = VchanConnect(dir_.path(), 0, 43, 513);
+  UniqueFd JoinData(int port = 513) {
+    auto fd = VchanConnect(dir_.path(), 0, 43, port);
     EXPECT_TRUE(fd);
     if (!fd) return UniqueFd();
     EXPECT_TRUE(Handshake(fd->get(), 4));
@@ -96,6 +96,21 @@ TEST_F(ClientTest, RunsACommandInAVmAndReturnsTheRemoteExitCode) {
   Finish(data.get(), "out", 3);
   EXPECT_EQ(client.ReadStdout(), "out");
   EXPECT_EQ(client.Wait(), 3);
+}
+
+// The daemon allocates ports; the client serves the data vchan on whichever
+// port it was given, even one outside the range our own daemon uses.
+TEST_F(ClientTest, ServesTheDataVchanOnWhateverPortTheDaemonGave) {
+  UniqueFd daemon = ListenUnix(dir_ / "qrexec.vm1");
+  Process client = Start({"-d", "vm1", "user:cmd"});
+  ServeExec(daemon.get(), kExecCmdline, "user:cmd", 1024);
+  UniqueFd data = JoinData(1024);
+  ASSERT_TRUE(data.valid());
+  client.CloseStdin();
+  EXPECT_EQ(ReadStdin(data.get()), "");
+  Finish(data.get(), "high", 5);
+  EXPECT_EQ(client.ReadStdout(), "high");
+  EXPECT_EQ(client.Wait(), 5);
 }
 
 TEST_F(ClientTest, NoExitCodeOptionReturnsZero) {

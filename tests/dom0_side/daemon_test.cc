@@ -635,6 +635,34 @@ TEST_F(DaemonTest, AClientThatJoinedAVmCallIsClosedWhenTheCallerGoes) {
   EXPECT_TRUE(WaitForEof(client.get()));
 }
 
+// A `qrexec-client -c` style client may send just the ident text and its NUL
+// instead of the full 32-byte field, with a port it already has; the daemon
+// relays the message to the agent exactly as it came.
+TEST_F(DaemonTest, AServiceConnectWithAShortIdentFieldIsRelayedAsSent) {
+  SilentPolicy policy(dir_ / "policy.sock");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET11", "qubes.Foo");
+  std::this_thread::sleep_for(milliseconds(100));  // the request is now pending
+  UniqueFd client = ConnectClient();
+  std::string body = U32(43) + U32(513) + "SOCKET11" + std::string(1, '\0');
+  ASSERT_TRUE(SendMessage(client.get(), kServiceConnect, body));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kServiceConnect, body}));
+}
+
+// The daemon hands out the data ports, so a port a client names itself must
+// be one the daemon could have handed out.
+TEST_F(DaemonTest, DropsAServiceConnectNamingAPortOutsideItsRange) {
+  SilentPolicy policy(dir_ / "policy.sock");
+  StartDaemon();
+  SendTrigger("vault", "SOCKET12", "qubes.Foo");
+  std::this_thread::sleep_for(milliseconds(100));
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(
+      SendMessage(client.get(), kServiceConnect, U32(43) + U32(1024) + "SOCKET12" + '\0'));
+  EXPECT_TRUE(WaitForEof(client.get()));
+  EXPECT_TRUE(SilentFor(agent_.get(), milliseconds(300)));
+}
+
 TEST_F(DaemonTest, RefusesRequestsBeyond256PendingOnes) {
   SilentPolicy policy(dir_ / "policy.sock");
   StartDaemon();
