@@ -34,6 +34,13 @@ Status Daemon::Start(const sys::Deadline& deadline) {
   auto timer = loop_.AddTimer([this] { TryReconnect(); });
   if (!timer) return tl::unexpected(timer.error());
   restart_timer_ = std::move(*timer);
+  return Ok();
+}
+
+// Called once the agent is there and before the client socket appears: a
+// SIGTERM sent by whoever saw the socket must go through the loop.
+Status Daemon::WatchSigterm() {
+  if (sigterm_.active()) return Ok();
   auto sigterm = loop_.WatchSignal(SIGTERM, [this](int) {
     LOG_INFO("SIGTERM: exiting");
     loop_.Quit();
@@ -52,6 +59,7 @@ Status Daemon::ConnectAgent(const sys::Deadline& connect_deadline,
                              [this](Status st) { OnAgentClosed(std::move(st)); }});
   if (!agent) return tl::unexpected(agent.error());
   agent_ = std::move(*agent);
+  if (auto st = WatchSigterm(); !st) return st;
   auto server = ClientServer::Create(
       loop_, {config_.socket_dir, config_.domid, config_.name, config_.uuid},
       {[this](ClientId c, proto::ClientRequest r) { OnClientRequest(c, std::move(r)); },

@@ -65,6 +65,7 @@ class Daemon {
     std::unique_ptr<TargetConnector> connector;
   };
 
+  Status WatchSigterm();
   Status ConnectAgent(const sys::Deadline& connect_deadline,
                       const sys::Deadline& handshake_deadline);
   // Agent side.
