@@ -1,6 +1,7 @@
 // Host lifecycle and admin methods without root: the sandbox program is a
 // stand-in ("fake bwrap" that just sleeps), no daemons.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -228,6 +229,34 @@ TEST(Process, ParentOfReadsTheParentAlsoPastAParenthesisInTheName) {
   EXPECT_EQ(ParentOf(child->pid()), ::getpid());
   child->Stop(std::chrono::milliseconds(100));
   EXPECT_FALSE(ParentOf(child->pid()));
+  std::filesystem::remove_all(tmpl);
+}
+
+// qrexec-host runs with its soft descriptor limit raised to the hard one;
+// what it starts (sandboxes, daemons) gets the usual 1024 back.
+TEST(Process, ChildrenGetTheUsualDescriptorSoftLimitBack) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max <= 1024) GTEST_SKIP() << "the hard descriptor limit is 1024 or less: nothing to tell apart";
+  rlimit raised = saved;
+  raised.rlim_cur = raised.rlim_max;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
+  char tmpl[] = "/tmp/spawn_limit.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string out = std::string(tmpl) + "/out";
+  SpawnOptions options;
+  options.argv = {"/bin/sh", "-c", "ulimit -Sn; ulimit -Hn"};
+  options.log_path = out;
+  auto child = Spawn(options);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  ASSERT_TRUE(child);
+  auto status = child->Wait(sys::Deadline::After(10s));
+  ASSERT_TRUE(status);
+  std::ifstream in(out);
+  std::string soft, hard;
+  in >> soft >> hard;
+  EXPECT_EQ(soft, "1024");
+  EXPECT_EQ(hard, saved.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(saved.rlim_max));
   std::filesystem::remove_all(tmpl);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <iterator>
@@ -23,6 +24,10 @@ int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid
 // In the child after fork: async-signal-safe calls only. Returns 0 or the
 // errno of the step that failed (the child then reports it and exits).
 int EnterConfinement(const SpawnOptions& options, const std::vector<const char*>& cgroup_procs) {
+  rlimit descriptors{};
+  if (::getrlimit(RLIMIT_NOFILE, &descriptors) < 0) return errno;
+  descriptors.rlim_cur = std::min(options.descriptor_soft_limit, descriptors.rlim_max);
+  if (::setrlimit(RLIMIT_NOFILE, &descriptors) < 0) return errno;
   for (const char* procs : cgroup_procs) {
     int fd = ::open(procs, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno;

@@ -3,6 +3,7 @@
 // a pidfd to watch and signal them without pid reuse races.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -35,6 +36,11 @@ struct SpawnOptions {
   // Descriptors passed to the program at the same numbers (their
   // close-on-exec flag is cleared in the child); every other one is closed.
   std::vector<int> keep_fds;
+  // The child's soft RLIMIT_NOFILE (never above the hard limit, which is
+  // left alone). qrexec-host raises its own soft limit to the hard one; a
+  // domain or daemon must not inherit that, so that what one domain can
+  // hold stays the usual budget and select()-using programs keep working.
+  rlim_t descriptor_soft_limit = 1024;
 };
 
 class Child {
