@@ -50,7 +50,9 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
        "--die-with-parent", "--new-session", "--hostname", spec.name});
   add({"--cap-drop", "ALL"});
   for (const auto& cap : SandboxCapabilities()) add({"--cap-add", cap});
-  if (!spec.init_program.empty()) add({"--cap-add", "CAP_SETPCAP"});
+  // Our init is the PID namespace's init, so bwrap's own (which keeps a
+  // full bounding set) is not there.
+  if (!spec.init_program.empty()) add({"--cap-add", "CAP_SETPCAP", "--as-pid-1"});
   if (spec.seccomp_fd >= 0) add({"--seccomp", std::to_string(spec.seccomp_fd)});
 
   std::string root = spec.system_root.empty() ? "/" : spec.system_root;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "host/process.h"
 #include "host/userns.h"
 #include "host_fixture.h"
 
@@ -75,6 +77,17 @@ std::string StatusField(pid_t pid, const std::string& field) {
   return "";
 }
 
+// The init of the PID namespace `pid` is in: its ancestor whose pid in
+// the innermost namespace (the last NSpid value) is 1.
+pid_t InitOfNamespaceOf(pid_t pid) {
+  for (int depth = 0; depth < 64 && pid > 0; ++depth) {
+    std::string nspid = StatusField(pid, "NSpid");
+    if (nspid.substr(nspid.find_last_of(" \t") + 1) == "1") return pid;
+    pid = ParentOf(pid).value_or(-1);
+  }
+  return -1;
+}
+
 TEST_F(EscapeTest, ADomainsRootCannotChangeTheHostKernelOrTouchItsKeyrings) {
   QREXEC_REQUIRE_ROOT_AND_BWRAP();
   ASSERT_TRUE(MakeHost(kTwoDomains));
@@ -114,8 +127,17 @@ TEST_F(EscapeTest, NothingInADomainRunsAsAHostAccountAndDomainsShareNoIds) {
   }
   auto pids = ProcessesWith("sleep " + marker);
   ASSERT_EQ(pids.size(), 4u);
+  // The domains' own inits are checked as well (bwrap's reaper kept a full
+  // bounding set), and they are not the sleeps themselves.
+  std::set<pid_t> inits;
+  for (pid_t pid : pids) inits.insert(InitOfNamespaceOf(pid));
+  ASSERT_EQ(inits.size(), 2u);
+  ASSERT_FALSE(inits.count(-1));
+  for (pid_t init : inits) EXPECT_FALSE(std::count(pids.begin(), pids.end(), init));
+  std::vector<pid_t> checked = pids;
+  checked.insert(checked.end(), inits.begin(), inits.end());
   std::map<unsigned long, int> ranges;  // range start -> processes in it
-  for (pid_t pid : pids) {
+  for (pid_t pid : checked) {
     for (const char* field : {"Uid", "Gid"}) {
       auto ids = IdsOfProcess(pid, field);
       ASSERT_EQ(ids.size(), 4u);
@@ -132,9 +154,10 @@ TEST_F(EscapeTest, NothingInADomainRunsAsAHostAccountAndDomainsShareNoIds) {
     unsigned long long bounding = std::stoull(StatusField(pid, "CapBnd"), nullptr, 16);
     EXPECT_EQ(bounding & ((1ULL << 21) | (1ULL << 8)), 0u) << StatusField(pid, "CapBnd");
   }
-  // Two domains, two disjoint id ranges (4 ids each: r, e, s, fs uid of 2 processes).
+  // Two domains, two disjoint id ranges (4 ids each: r, e, s, fs uid of 2
+  // sleeps and the init).
   ASSERT_EQ(ranges.size(), 2u);
-  for (const auto& [range, count] : ranges) EXPECT_EQ(count, 8) << "range " << range;
+  for (const auto& [range, count] : ranges) EXPECT_EQ(count, 12) << "range " << range;
   // Files a domain makes are owned by its range on the host, not by root.
   struct stat st {};
   ASSERT_EQ(::stat((HomeOf("work") + "/made-inside").c_str(), &st), 0);

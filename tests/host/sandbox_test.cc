@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "host/broker.h"
+#include "host/process.h"
 #include "host_fixture.h"
 
 namespace qrexec::host::testing {
@@ -133,6 +134,34 @@ TEST_F(SandboxTest, KillEndsEverythingInTheDomain) {
   EXPECT_FALSE(std::filesystem::exists(host_->paths().BrokerSocket("work")));
   // The persistent home stays.
   EXPECT_TRUE(std::filesystem::exists(HomeOf("work") + "/done"));
+}
+
+// The domain's init (qrexec-sandbox-init as PID 1) reaps what is orphaned
+// to it, and passes a SIGTERM sent to it from inside on to the domain's
+// first program, whose exit ends the domain.
+TEST_F(SandboxTest, TheDomainsInitReapsOrphansAndPassesOnSigterm) {
+  QREXEC_REQUIRE_ROOT_AND_BWRAP();
+  ASSERT_TRUE(MakeHost(kDomains));
+  WriteInit("work",
+            "cd /home/user\n"
+            "trap 'touch got-term; exit 0' TERM\n"
+            "(sleep 0.1 &)\n"
+            "sleep 1\n"
+            "grep -h State /proc/[0-9]*/status > states.tmp; mv states.tmp states\n"
+            "while :; do sleep 0.1; done\n");
+  ASSERT_TRUE(StartDomain("work"));
+  ASSERT_TRUE(WaitForFile(HomeOf("work") + "/states"));
+  EXPECT_EQ(ReadFile(HomeOf("work") + "/states").find("zombie"), std::string::npos)
+      << ReadFile(HomeOf("work") + "/states");
+  auto sandbox = host_->SandboxPid("work");
+  ASSERT_TRUE(sandbox);
+  auto inner = ChildrenOf(*sandbox);
+  ASSERT_EQ(inner.size(), 1u);
+  ASSERT_EQ(::kill(inner[0], SIGTERM), 0);
+  ASSERT_TRUE(WaitForFile(HomeOf("work") + "/got-term"));
+  auto until = sys::Clock::now() + 10s;
+  while (::kill(inner[0], 0) == 0 && sys::Clock::now() < until) std::this_thread::sleep_for(20ms);
+  EXPECT_NE(::kill(inner[0], 0), 0) << "the domain's init outlived its first program";
 }
 
 TEST_F(SandboxTest, ADisposableLeavesNoProcessesMountsOrDirectories) {
