@@ -278,8 +278,6 @@ Status Host::LaunchSandbox(Domain& domain) {
   spec.user = config.default_user;
   std::string base = domain.disposable() ? domain.scratch_dir : paths_.domains_dir + "/" + config.name;
   spec.home_dir = base + "/home";
-  spec.passwd_file = base + "/etc/passwd";
-  spec.group_file = base + "/etc/group";
   spec.broker_socket = paths_.BrokerSocket(config.name);
   // The system and the template's services come from the TemplateVM at the
   // end of the chain (DispVM -> disposable template -> TemplateVM).

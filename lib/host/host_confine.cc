@@ -14,6 +14,7 @@
 #include "host/host.h"
 #include "host/home_image.h"
 #include "host/host_internal.h"
+#include "host/sealed_memfd.h"
 #include "host/seccomp_filter.h"
 #include "host/userns.h"
 
@@ -112,6 +113,16 @@ Status Host::ConfineSandbox(Domain& domain, SandboxSpec& spec, SpawnOptions& spa
   handles.seccomp = std::move(*filter);
   spec.seccomp_fd = handles.seccomp.get();
   spawn.keep_fds.push_back(handles.seccomp.get());
+  auto passwd = SealedMemfdWith("qrexec-passwd", SandboxPasswd(domain.config.default_user));
+  if (!passwd) return tl::unexpected(passwd.error());
+  auto group = SealedMemfdWith("qrexec-group", SandboxGroup(domain.config.default_user));
+  if (!group) return tl::unexpected(group.error());
+  handles.passwd = std::move(*passwd);
+  handles.group = std::move(*group);
+  spec.passwd_fd = handles.passwd.get();
+  spec.group_fd = handles.group.get();
+  spawn.keep_fds.push_back(handles.passwd.get());
+  spawn.keep_fds.push_back(handles.group.get());
   if (::geteuid() != 0) return Ok();  // an unprivileged test host: no namespace or cgroups to make
   auto userns = MakeUserNamespace(IdsOf(domain));
   if (!userns) return tl::unexpected(userns.error());
@@ -154,7 +165,6 @@ Status Host::PrepareStorage(Domain& domain) {
   const DomainConfig& config = domain.config;
   std::string dir = domain.disposable() ? paths_.disp_dir + "/" + config.name : paths_.domains_dir + "/" + config.name;
   std::string home = dir + "/home";
-  std::string etc = dir + "/etc";
   if (domain.disposable()) {
     domain.scratch_dir = dir;
     UnmountHome(home);
@@ -181,9 +191,7 @@ Status Host::PrepareStorage(Domain& domain) {
   }
   if (::chmod(home.c_str(), 0700) < 0) return ErrnoError("chmod " + home);
   if (auto status = PrepareHome(domain, home, fresh); !status) return status;
-  if (auto status = MakeHostDir(etc, 0755); !status) return status;
-  if (auto status = WriteTextFile(etc + "/passwd", SandboxPasswd(config.default_user)); !status) return status;
-  return WriteTextFile(etc + "/group", SandboxGroup(config.default_user));
+  return Ok();
 }
 
 Status Host::PrepareHome(const Domain& domain, const std::string& home, bool fresh) {

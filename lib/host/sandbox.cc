@@ -74,8 +74,9 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
   }
   add({"--dir", "/etc"});
   for (const char* entry : kEtcEntries) add({"--ro-bind-try", in_root(std::string("etc/") + entry), std::string("/etc/") + entry});
-  if (!spec.passwd_file.empty()) add({"--ro-bind", spec.passwd_file, "/etc/passwd"});
-  if (!spec.group_file.empty()) add({"--ro-bind", spec.group_file, "/etc/group"});
+  // --perms: bwrap makes data files 0600 unless told otherwise.
+  if (spec.passwd_fd >= 0) add({"--perms", "0644", "--ro-bind-data", std::to_string(spec.passwd_fd), "/etc/passwd"});
+  if (spec.group_fd >= 0) add({"--perms", "0644", "--ro-bind-data", std::to_string(spec.group_fd), "/etc/group"});
 
   add({"--proc", "/proc", "--dev", "/dev"});
   // Each --size applies to the next --tmpfs only.

@@ -47,8 +47,10 @@ struct SandboxSpec {
   std::string system_root;          // "" or "/": the host's system directories
   std::string home_dir;             // host path, bound read-write at /home/<user>
   std::string user = "user";
-  std::string passwd_file;          // host paths of the generated files
-  std::string group_file;
+  // Sealed memfds (sealed_memfd.h) with the generated /etc/passwd and
+  // /etc/group, bound by bwrap --ro-bind-data; -1: none.
+  int passwd_fd = -1;
+  int group_fd = -1;
   std::string template_service_dir;  // may be empty
   std::string own_service_dir;
   std::string template_rpc_config_dir;

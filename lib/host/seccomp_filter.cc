@@ -1,5 +1,7 @@
 #include "host/seccomp_filter.h"
 
+#include "host/sealed_memfd.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -92,13 +94,11 @@ Result<UniqueFd> BuildSeccompFilter(const SeccompOptions& options) {
     if (rc < 0 && rc != -EEXIST) return tl::unexpected(Check(rc, "arch_add").error());
   }
   if (auto status = AddRules(ctx.get(), options); !status) return tl::unexpected(status.error());
-  UniqueFd fd(::memfd_create("qrexec-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) return ErrnoError("memfd_create");
-  if (auto status = Check(seccomp_export_bpf(ctx.get(), fd.get()), "export"); !status)
+  auto fd = NewSealableMemfd("qrexec-seccomp");
+  if (!fd) return fd;
+  if (auto status = Check(seccomp_export_bpf(ctx.get(), fd->get()), "export"); !status)
     return tl::unexpected(status.error());
-  if (::lseek(fd.get(), 0, SEEK_SET) < 0) return ErrnoError("lseek");
-  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-    return ErrnoError("seal");
+  if (auto status = SealForReading(fd->get()); !status) return tl::unexpected(status.error());
   return fd;
 }
 

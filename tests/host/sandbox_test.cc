@@ -98,8 +98,9 @@ TEST_F(SandboxTest, ADomainCannotSeeOtherDomainsFilesOrTheHostState) {
             "find / -name work-secret -not -path '/proc/*' 2>/dev/null >> found.tmp\n"
             "ls -A /home > homes.tmp\n"
             "test -e " + dir_ + " && echo visible > state.tmp || echo hidden > state.tmp\n"
+            "grep -c -F " + dir_ + "/ /proc/self/mountinfo > paths.tmp; grep ' /etc/passwd ' /proc/self/mountinfo >> paths.tmp\n"
             "echo x > /usr/should-fail 2>/dev/null && echo writable > usr.tmp || echo readonly > usr.tmp\n"
-            "mv found.tmp found; mv homes.tmp homes; mv state.tmp state; mv usr.tmp usr; touch done\n"
+            "mv found.tmp found; mv homes.tmp homes; mv state.tmp state; mv usr.tmp usr; mv paths.tmp paths; touch done\n"
             "exec sleep 1000\n");
   ASSERT_TRUE(StartDomain("work"));
   ASSERT_TRUE(WaitForFile(HomeOf("work") + "/work-secret"));
@@ -109,6 +110,12 @@ TEST_F(SandboxTest, ADomainCannotSeeOtherDomainsFilesOrTheHostState) {
   EXPECT_EQ(Lines(ReadFile(HomeOf("vault") + "/homes")), std::vector<std::string>{"user"});
   EXPECT_EQ(ReadFile(HomeOf("vault") + "/state"), "hidden\n");
   EXPECT_EQ(ReadFile(HomeOf("vault") + "/usr"), "readonly\n");
+  // Of the state directory's paths only the broker socket's shows in
+  // mountinfo (/etc/passwd and /etc/group come from memfds), and passwd
+  // is mounted.
+  std::string paths = ReadFile(HomeOf("vault") + "/paths");
+  EXPECT_EQ(paths.substr(0, paths.find('\n')), "1") << paths;
+  EXPECT_NE(paths.find(" /etc/passwd "), std::string::npos) << paths;
   EXPECT_FALSE(std::filesystem::exists("/usr/should-fail"));
 }
 
