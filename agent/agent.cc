@@ -20,6 +20,7 @@ Overloaded(F...) -> Overloaded<F...>;
 
 Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions& options)
     : loop_(loop),
+      transport_(transport),
       options_(options),
       control_(loop, transport,
                {.on_connected = [this] { OnConnected(); },
@@ -76,7 +77,22 @@ void Agent::OnMessage(proto::DaemonControlMessage message) {
 
 void Agent::OnServiceConnect(const proto::ServiceConnect& message) {
   proto::ExecParams params{message.connect_domain, message.connect_port};
-  if (triggers_.Connect(message.ident, params)) return;
+  // Where only the domain's root may ask for channels (the broker), the
+  // agent offers the caller's data channel and hands the offer over with
+  // the answer, so no other local user can offer it first.
+  UniqueFd offer;
+  if (transport_.hands_over_offers()) {
+    auto offered = transport_.OfferToHandOver(static_cast<int>(message.connect_domain),
+                                              static_cast<int>(message.connect_port));
+    if (!offered) {
+      LOG_WARNING("cannot offer the data vchan of an outgoing call: {}", offered.error().ToString());
+      triggers_.Refuse(message.ident);
+      SendTerminated({message.connect_domain, message.connect_port});
+      return;
+    }
+    offer = std::move(*offered);
+  }
+  if (triggers_.Connect(message.ident, params, std::move(offer))) return;
   LOG_WARNING("MSG_SERVICE_CONNECT for an unknown request; releasing its port");
   SendTerminated({message.connect_domain, message.connect_port});
 }

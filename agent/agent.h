@@ -51,6 +51,7 @@ class Agent {
   void Stop(int status);
 
   event::Loop& loop_;
+  vchan::Transport& transport_;
   AgentOptions options_;
   // Separate budgets (connection_budget.h): local clients, idle or not,
   // cannot take the slots dom0's calls need, nor the other way round.

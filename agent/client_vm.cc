@@ -16,23 +16,36 @@
 extern char** environ;
 
 namespace qrexec::agent {
-namespace {
 
-// Reads the agent's answer: 8 raw bytes, or EOF (refused).
-Result<std::optional<proto::ExecParams>> ReadVerdict(int agent_fd) {
+Result<std::optional<AgentVerdict>> ReadAgentVerdict(int agent_fd) {
   std::byte buffer[proto::kExecParamsSize];
   size_t got = 0;
+  UniqueFd offer;
   while (got < sizeof buffer) {
-    auto n = sys::ReadSome(agent_fd, std::span(buffer).subspan(got));
+    auto n = sys::RecvWithFd(agent_fd, std::span(buffer).subspan(got));
     if (!n) return tl::unexpected(n.error());
-    if (*n == 0) {
-      if (got == 0) return std::optional<proto::ExecParams>();
+    if (n->second.valid()) {
+      if (offer.valid()) return MakeError(ErrorKind::kMalformed, "two offers from the agent");
+      offer = std::move(n->second);
+    }
+    if (n->first == 0) {
+      if (got == 0) return std::optional<AgentVerdict>();
       return MakeError(ErrorKind::kMalformed, "short answer from the agent");
     }
-    got += *n;
+    got += n->first;
   }
-  return std::optional(proto::DecodeExecParams(std::span<const std::byte, 8>(buffer, 8)));
+  return std::optional(
+      AgentVerdict{proto::DecodeExecParams(std::span<const std::byte, 8>(buffer, 8)), std::move(offer)});
 }
+
+Result<std::unique_ptr<vchan::PendingServer>> OfferDataChannel(vchan::Transport& transport,
+                                                               AgentVerdict& verdict) {
+  if (verdict.offer.valid()) return transport.AdoptOffer(std::move(verdict.offer));
+  return transport.Offer(static_cast<int>(verdict.params.connect_domain),
+                         static_cast<int>(verdict.params.connect_port));
+}
+
+namespace {
 
 bool ResolveFilter(Filter filter, int fd, bool default_allowed) {
   if (filter == Filter::kDefault) return default_allowed && ::isatty(fd) == 1;
@@ -139,8 +152,8 @@ Result<proto::Bytes> BuildTriggerRequest(const ClientVmOptions& options) {
 
 namespace {
 
-// Asks the agent; returns the exec_params, or an exit status to stop with.
-std::variant<proto::ExecParams, int> RequestCall(const ClientVmOptions& options, int agent_fd) {
+// Asks the agent; returns its verdict, or an exit status to stop with.
+std::variant<AgentVerdict, int> RequestCall(const ClientVmOptions& options, int agent_fd) {
   auto request = BuildTriggerRequest(options);
   if (!request) {
     LOG_ERROR("invalid request: {}", request.error().ToString());
@@ -150,7 +163,7 @@ std::variant<proto::ExecParams, int> RequestCall(const ClientVmOptions& options,
     LOG_ERROR("cannot send the request to the agent: {}", sent.error().ToString());
     return kClientExitLocalError;
   }
-  auto verdict = ReadVerdict(agent_fd);
+  auto verdict = ReadAgentVerdict(agent_fd);
   if (!verdict) {
     LOG_ERROR("cannot read the answer of the agent: {}", verdict.error().ToString());
     return kClientExitLocalError;
@@ -159,7 +172,7 @@ std::variant<proto::ExecParams, int> RequestCall(const ClientVmOptions& options,
     std::fputs("Request refused\n", stderr);
     return kClientExitRefused;
   }
-  return **verdict;
+  return std::move(**verdict);
 }
 
 // Fills the local side of the caller config (stdio, stdin socket or program).
@@ -216,15 +229,13 @@ int RunClientVm(const ClientVmOptions& options) {
   }
   auto answer = RequestCall(options, agent->get());
   if (const int* status = std::get_if<int>(&answer)) return *status;
-  const auto& params = std::get<proto::ExecParams>(answer);
+  auto& verdict = std::get<AgentVerdict>(answer);
   auto transport = vchan::MakeTransportFromEnv();
   if (!transport) {
     LOG_ERROR("no vchan transport: {}", transport.error().ToString());
     return kClientExitLocalError;
   }
-  auto pending =
-      (*transport)
-          ->Offer(static_cast<int>(params.connect_domain), static_cast<int>(params.connect_port));
+  auto pending = OfferDataChannel(**transport, verdict);
   if (!pending) {
     LOG_ERROR("cannot offer the data vchan: {}", pending.error().ToString());
     return kClientExitLocalError;

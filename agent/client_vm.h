@@ -6,6 +6,8 @@
 // Blocking; owns the process while it runs (the stream gets its own loop).
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proto/messages.h"
+#include "vchan/transport.h"
 
 namespace qrexec::agent {
 
@@ -31,6 +34,23 @@ int RunClientVm(const ClientVmOptions& options);
 // (request id "SOCKET") + service + NUL. kMalformed when a field cannot be
 // encoded (a service name over 65000 bytes, NUL bytes).
 Result<proto::Bytes> BuildTriggerRequest(const ClientVmOptions& options);
+
+// The agent's yes to a trigger request: where to connect, and the data
+// channel it offered for the caller when the transport wants that
+// (vchan::Transport::OfferToHandOver; invalid otherwise).
+struct AgentVerdict {
+  proto::ExecParams params;
+  UniqueFd offer;
+};
+
+// Reads the agent's answer: 8 raw bytes, the first part possibly carrying
+// one descriptor (SCM_RIGHTS); nullopt on EOF before any byte (refused).
+Result<std::optional<AgentVerdict>> ReadAgentVerdict(int agent_fd);
+
+// The caller's end of the data channel: the handed-over offer if there is
+// one, else a fresh offer of its own.
+Result<std::unique_ptr<vchan::PendingServer>> OfferDataChannel(vchan::Transport& transport,
+                                                               AgentVerdict& verdict);
 
 // The local program's side of the call: its stdin/stdout are socketpairs
 // whose other ends are returned; SAVED_FD_0/1 (and 2 with PASS_LOCAL_STDERR)

@@ -176,7 +176,7 @@ TriggerServer::Client* TriggerServer::FindWaiting(std::string_view ident) {
   return it->second.get();
 }
 
-bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& params) {
+bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& params, UniqueFd offer) {
   Client* client = FindWaiting(ident);
   if (client == nullptr) return false;
   if (client->state == Client::State::kAbandoned) {
@@ -186,8 +186,11 @@ bool TriggerServer::Connect(std::string_view ident, const proto::ExecParams& par
     return true;
   }
   auto bytes = proto::EncodeExecParams(params);
-  auto written =
-      sys::WriteAll(client->fd.get(), bytes, sys::Deadline::After(std::chrono::seconds(5)));
+  // The 8 bytes fit any socket buffer of a fresh connection, so one
+  // sendmsg carries them with the offer.
+  auto written = offer.valid()
+                     ? sys::SendWithFd(client->fd.get(), bytes, offer.get())
+                     : sys::WriteAll(client->fd.get(), bytes, sys::Deadline::After(std::chrono::seconds(5)));
   if (!written) {
     LOG_WARNING("cannot answer a trigger client: {}", written.error().ToString());
     handlers_.on_terminated({params.connect_domain, params.connect_port});

@@ -61,7 +61,9 @@ class TriggerServer {
   Status Listen(const std::string& path);
 
   // MSG_SERVICE_CONNECT for `ident`. False if no waiting client has it.
-  bool Connect(std::string_view ident, const proto::ExecParams& params);
+  // A valid `offer` (the data channel offered for the client, see
+  // vchan::Transport::OfferToHandOver) travels with the answer (SCM_RIGHTS).
+  bool Connect(std::string_view ident, const proto::ExecParams& params, UniqueFd offer = {});
   // MSG_SERVICE_REFUSED for `ident` (unknown idents are ignored).
   void Refuse(std::string_view ident);
   // dom0 went away: every client still waiting is closed.

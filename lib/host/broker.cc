@@ -271,9 +271,13 @@ void Broker::OnRequest(uint64_t id, const BrokerRequest& request) {
     return;
   }
   bool offer = request.op == BrokerOp::kOffer;
-  if (!connection.privileged && (control || !offer)) {
+  // Only the domain's root asks for channels: its agent offers the data
+  // channels of outgoing calls for their callers and hands them over, so a
+  // local user can neither join another's channel nor offer one first.
+  if (!connection.privileged) {
     LOG_WARNING("broker: a non-root process of {} tried to {} (remote {}, port {})", NameOf(own),
-                offer ? "offer the control channel" : "join a channel", remote, port);
+                offer ? (control ? "offer the control channel" : "offer a channel") : "join a channel",
+                remote, port);
     Answer(id, EPERM);
     return;
   }

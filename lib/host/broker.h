@@ -86,11 +86,11 @@ class Broker {
 
   // Listens for `domain` (0 = dom0) at `socket_path` (mode 0600). A domain
   // must be added before others can name it. With `root_uid` (the host uid
-  // of the domain's root), only processes with that uid may join channels
-  // others offered (the service side of a call) or use the control port;
-  // the domain's other users may only offer channels (their own outgoing
-  // calls), so an unprivileged user cannot take over a call meant for the
-  // agent (see docs/threat-model.md).
+  // of the domain's root), only processes with that uid may ask for
+  // channels at all: the agent offers the data channel of each outgoing call
+  // and hands it to its caller, so an unprivileged user can neither take
+  // over a call meant for the agent nor offer another user's channel first
+  // (see docs/threat-model.md).
   Status AddDomain(uint32_t domain, const std::string& name, const std::string& socket_path,
                    std::optional<uid_t> root_uid = std::nullopt);
   // Closes the domain's socket and ends every request it made or that waits

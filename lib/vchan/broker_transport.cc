@@ -91,6 +91,19 @@ class BrokerTransport final : public Transport {
     return std::unique_ptr<PendingServer>(std::make_unique<BrokerPendingServer>(std::move(*conn)));
   }
 
+  bool hands_over_offers() const override { return true; }
+
+  // The offer is the request's connection: whoever holds it receives the
+  // channel when the peer joins.
+  Result<UniqueFd> OfferToHandOver(int remote_domain, int port) override {
+    return SendRequest(BrokerOp::kOffer, remote_domain, port);
+  }
+
+  Result<std::unique_ptr<PendingServer>> AdoptOffer(UniqueFd handed_over) override {
+    if (!handed_over.valid()) return MakeError(ErrorKind::kMalformed, "no offer to adopt");
+    return std::unique_ptr<PendingServer>(std::make_unique<BrokerPendingServer>(std::move(handed_over)));
+  }
+
   Result<UniqueFd> Connect(int remote_domain, int port, const sys::Deadline& deadline) override {
     auto conn = SendRequest(BrokerOp::kConnect, remote_domain, port);
     if (!conn) return tl::unexpected(conn.error());

@@ -14,6 +14,14 @@ Result<UniqueFd> Transport::Serve(int remote_domain, int port, const sys::Deadli
   return (*pending)->Finish(deadline);
 }
 
+Result<UniqueFd> Transport::OfferToHandOver(int, int) {
+  return MakeError(ErrorKind::kInternal, "this vchan backend cannot hand an offer over");
+}
+
+Result<std::unique_ptr<PendingServer>> Transport::AdoptOffer(UniqueFd) {
+  return MakeError(ErrorKind::kInternal, "this vchan backend cannot adopt an offer");
+}
+
 namespace {
 
 std::string_view Env(const char* name) {

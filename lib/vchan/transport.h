@@ -69,6 +69,18 @@ class Transport {
   // backend: retries every 10 ms while the file is missing (ENOENT) or
   // nobody listens (ECONNREFUSED).
   virtual Result<UniqueFd> Connect(int remote_domain, int port, const sys::Deadline& deadline) = 0;
+
+  // Offers made on behalf of another local process (the agent for
+  // qrexec-client-vm). With the broker, only the domain's root may ask the
+  // host for channels, so the agent offers the data channel of an outgoing
+  // call itself and passes the request's descriptor to the caller, who
+  // adopts it and waits for the peer there. The socket backend cannot hand
+  // an offer over: the caller offers itself.
+  virtual bool hands_over_offers() const { return false; }
+  // Like Offer, but returns the descriptor that AdoptOffer turns back into
+  // a PendingServer (in this or another process).
+  virtual Result<UniqueFd> OfferToHandOver(int remote_domain, int port);
+  virtual Result<std::unique_ptr<PendingServer>> AdoptOffer(UniqueFd handed_over);
 };
 
 // socket backend rooted at `dir` for domain `own_domain`.

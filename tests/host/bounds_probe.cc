@@ -156,20 +156,19 @@ int BrokerFlood(int count, int hold_ms, const std::string& out, const std::vecto
     say('f');
     ::_exit(1);
   }
-  std::array<std::byte, proto::kExecParamsSize> answer{};
-  if (!sys::ReadExact(agent->get(), answer, sys::Deadline::After(60s))) {
+  auto verdict = agent::ReadAgentVerdict(agent->get());
+  if (!verdict || !*verdict) {
     say('r');
     ::_exit(126);
   }
   agent->reset();  // the agent now reports the call ended and its port free
-  auto params = proto::DecodeExecParams(answer);
   auto transport = vchan::MakeTransportFromEnv();
   if (!transport) {
     say('f');
     ::_exit(1);
   }
-  auto vchan = (*transport)->Serve(static_cast<int>(params.connect_domain), static_cast<int>(params.connect_port),
-                                   sys::Deadline::After(30s));
+  auto pending = agent::OfferDataChannel(**transport, **verdict);
+  auto vchan = pending ? (*pending)->Finish(sys::Deadline::After(30s)) : Result<UniqueFd>(tl::unexpected(pending.error()));
   say(vchan ? 'c' : 'f');
   if (!vchan) ::_exit(1);
   stream::CallerConfig config;
