@@ -100,7 +100,7 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0) {
     int err = errno;
     (void)!::write(error_pipe, &err, sizeof err);
-    ::_exit(127);
+    ::_exit(kLocalProgramFailedStatus);
   }
   for (auto& fd : plan.saved) ::fcntl(fd.get(), F_SETFD, 0);
   sigset_t none;
@@ -109,7 +109,7 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   ::execve(plan.path.c_str(), argv, envp);
   int err = errno;
   (void)!::write(error_pipe, &err, sizeof err);
-  ::_exit(127);
+  ::_exit(kLocalProgramFailedStatus);
 }
 
 }  // namespace
@@ -132,11 +132,10 @@ Result<LocalProgram> StartLocalProgram(const std::vector<std::string>& argv) {
   error_pipe->second.reset();
   int child_errno = 0;
   auto got = sys::ReadExact(error_pipe->first.get(), sys::AsWritableBytes(child_errno));
-  if (got) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return ErrnoError("cannot execute " + argv[0], child_errno);
-  }
+  // A program that cannot start does not abandon the call (as in Qubes): the
+  // child exits kLocalProgramFailedStatus unreaped, so the stream sees its
+  // EOF and its status like any program's.
+  if (got) LOG_ERROR("cannot execute {}: {}", argv[0], std::strerror(child_errno));
   return LocalProgram{pid, std::move(stdin_pair->first), std::move(stdout_pair->first)};
 }
 
@@ -156,8 +155,11 @@ namespace {
 std::variant<AgentVerdict, int> RequestCall(const ClientVmOptions& options, int agent_fd) {
   auto request = BuildTriggerRequest(options);
   if (!request) {
+    // Only a service name over limits::kMaxServiceNameLen gets here; Qubes'
+    // agent refuses such a request, and so exits its client: 126.
     LOG_ERROR("invalid request: {}", request.error().ToString());
-    return kClientExitLocalError;
+    std::fputs("Request refused\n", stderr);
+    return kClientExitRefused;
   }
   if (auto sent = sys::WriteAll(agent_fd, *request); !sent) {
     LOG_ERROR("cannot send the request to the agent: {}", sent.error().ToString());

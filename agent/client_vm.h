@@ -23,6 +23,9 @@ namespace qrexec::agent {
 inline constexpr int kClientExitLocalError = 1;
 inline constexpr int kClientExitUsage = 2;
 inline constexpr int kClientExitRefused = 126;
+// Exit status of a local program that could not be started (Qubes' child
+// exits -1); the call goes on and this becomes the local status.
+inline constexpr int kLocalProgramFailedStatus = 255;
 
 // Seconds to wait for the service side to join the data vchan.
 inline constexpr int kClientVchanTimeoutSeconds = 120;
@@ -61,7 +64,9 @@ struct LocalProgram {
   UniqueFd from_program;  // its stdout
 };
 // Starts `argv` (argv[0] is the path; the program sees its basename as
-// argv[0]). An exec failure is reported here (kNotFound / kInternal).
+// argv[0]). An exec failure is logged; the child then exits
+// kLocalProgramFailedStatus and is returned like a started one. Errors only
+// for what fails before fork (socketpairs, descriptors).
 Result<LocalProgram> StartLocalProgram(const std::vector<std::string>& argv);
 
 }  // namespace qrexec::agent

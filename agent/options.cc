@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 
@@ -30,8 +31,8 @@ void PrintAgentUsage(const char* argv0) {
                std::chrono::duration<double>(kDefaultTriggerTimeout).count());
 }
 
-void PrintClientVmUsage(const char* argv0) {
-  std::fprintf(stderr,
+void PrintClientVmUsage(const char* argv0, FILE* stream = stderr) {
+  std::fprintf(stream,
                "usage: %s [options] target_vmname program_ident [local_program [local program "
                "arguments]]\n"
                "Options:\n"
@@ -48,13 +49,16 @@ void PrintClientVmUsage(const char* argv0) {
                argv0, kDefaultAgentSocket);
 }
 
-// Positive decimal number that fits in an int.
+// A buffer size as Qubes' qrexec-client-vm reads it: it must start with an
+// ASCII digit, then any strtoul base-0 form ("4096", "0x1000", "010") up to
+// INT_MAX with nothing after it. 0 asks for the default size.
 bool ParseBufferSize(const char* text, size_t* out) {
+  if (*text < '0' || *text > '9') return false;
   errno = 0;
   char* end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value <= 0 || value > (1L << 30)) return false;
-  *out = static_cast<size_t>(value);
+  unsigned long value = std::strtoul(text, &end, 0);
+  if (errno != 0 || *end != '\0' || value > INT_MAX) return false;
+  if (value != 0) *out = static_cast<size_t>(value);
   return true;
 }
 
@@ -83,7 +87,7 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
     case kBufferSize:
       if (!ParseBufferSize(optarg, &options.buffer_size)) {
         std::fprintf(stderr, "%s: invalid buffer size: %s\n", argv0, optarg);
-        return 2;
+        return 1;  // Qubes' qrexec-client-vm exits 1 here, not 2
       }
       return std::nullopt;
     case 't':
@@ -109,6 +113,10 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
       options.prefix_data = optarg;
       return std::nullopt;
     case kUseStdinSocket:
+      if (options.use_stdin_socket) {
+        std::fprintf(stderr, "%s: --use-stdin-socket given twice\n", argv0);
+        return 2;
+      }
       options.use_stdin_socket = true;
       return std::nullopt;
     case 's':
@@ -119,7 +127,7 @@ std::optional<int> ApplyClientVmOption(int opt, const char* argv0, ClientVmOptio
       options.source_qube = optarg;
       return std::nullopt;
     case 'h':
-      PrintClientVmUsage(argv0);
+      PrintClientVmUsage(argv0, stdout);  // asked for: stdout, as Qubes does
       return 0;
     default:
       PrintClientVmUsage(argv0);
@@ -142,7 +150,8 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
   AgentOptions options;
   optind = 0;
   int opt;
-  while ((opt = getopt_long(argc, argv, "+ha:s:S", kLong, nullptr)) != -1) {
+  // Options anywhere (GNU permutation), as Qubes' qrexec-agent reads them.
+  while ((opt = getopt_long(argc, argv, "ha:s:S", kLong, nullptr)) != -1) {
     switch (opt) {
       case 'a':
         options.agent_socket = optarg;
@@ -167,10 +176,10 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
         return ExitNow{2};
     }
   }
-  if (optind != argc) {
-    PrintAgentUsage(argv[0]);
-    return ExitNow{2};
-  }
+  // Qubes' qrexec-agent takes no positionals and ignores any given; we do
+  // too (so service units written for it keep working), with a warning.
+  for (int i = optind; i < argc; ++i)
+    std::fprintf(stderr, "%s: ignoring stray argument: %s\n", argv[0], argv[i]);
   return options;
 }
 

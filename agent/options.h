@@ -45,7 +45,8 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);
 enum class Filter { kDefault, kOn, kOff };
 
 // qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]].
-// Usage errors exit 2, -h exits 0.
+// Usage errors exit 2 (a bad --buffer-size 1, as in Qubes), -h exits 0
+// with the usage on stdout. --buffer-size=0 keeps the default.
 struct ClientVmOptions {
   size_t buffer_size = 65536;
   Filter filter_stdout = Filter::kDefault;

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   bool to_dom0 = qrexec::names::RefersToDom0(config.domain);
   if (to_dom0 && config.local_program) {
     std::fputs("-l is not supported for dom0 targets\n", stderr);
-    return 1;
+    return 125;  // Qubes' qrexec-client: QREXEC_EXIT_PROBLEM
   }
   if (to_dom0)
     return config.connect ? qrexec::daemon::RunVmToDom0(config)

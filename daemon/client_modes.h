@@ -18,7 +18,7 @@ int RunVmToDom0(const ClientConfig& config);
 int RunVmToVm(const ClientConfig& config);
 // 4. -d VM without -c: dom0 -> VM command; we are the data vchan server.
 //    Exit: remote exit code (0 with -E), 255 when the vchan closed early,
-//    125 for qrexec problems, 1 when the daemon cannot be reached.
+//    125 for qrexec problems (daemon unreachable or refusing, time-out).
 int RunDom0ToVm(const ClientConfig& config);
 
 }  // namespace qrexec::daemon

@@ -3,6 +3,8 @@
 #include <fmt/core.h>
 #include <getopt.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 
 #include "base/limits.h"
@@ -43,13 +45,27 @@ std::string Usage(const char* argv0) {
       argv0);
 }
 
+// A non-negative int as Qubes' qrexec-client reads -w and -c's domain id:
+// it must start with an ASCII digit (so "-1" and " 5" are refused), then any
+// strtol base-0 form ("010", "0x10") up to INT_MAX with nothing after it.
+std::optional<int> ParseCountingNumber(const char* text) {
+  if (*text < '0' || *text > '9') return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  long value = std::strtol(text, &end, 0);
+  if (errno != 0 || *end != '\0' || value > INT_MAX) return std::nullopt;
+  return static_cast<int>(value);
+}
+
 std::optional<ConnectRequest> ParseConnect(const std::string& text) {
   size_t first = text.find(',');
   if (first == std::string::npos) return std::nullopt;
   size_t second = text.find(',', first + 1);
   if (second == std::string::npos) return std::nullopt;
+  auto domid = ParseCountingNumber(text.c_str() + second + 1);
+  if (!domid) return std::nullopt;
   ConnectRequest request{text.substr(0, first), text.substr(first + 1, second - first - 1),
-                         std::atoi(text.c_str() + second + 1)};
+                         *domid};
   if (request.ident.size() >= limits::kRequestIdLen) return std::nullopt;
   if (!names::IsValidRequestIdText(request.ident)) return std::nullopt;
   return request;
@@ -57,8 +73,8 @@ std::optional<ConnectRequest> ParseConnect(const std::string& text) {
 
 // Checks across options; nullopt when the combination is fine.
 std::optional<ClientParseExit> CheckCombination(const ClientConfig& c, const char* argv0) {
-  if (c.local_program && (c.just_exec || c.connect))
-    return ClientParseExit{1, "-l cannot be combined with -e or -c\n" + Usage(argv0)};
+  if (int(c.local_program.has_value()) + int(c.just_exec) + int(c.connect.has_value()) > 1)
+    return ClientParseExit{1, "only one of -e, -l, -c can be given\n" + Usage(argv0)};
   if (c.local_program && c.use_stdin_socket)
     return ClientParseExit{2, "--use-stdin-socket cannot be combined with -l\n"};
   if (c.connect && (c.connect->source_domid == 0 || names::RefersToDom0(c.connect->source_name)))
@@ -77,8 +93,11 @@ std::variant<ClientConfig, ClientParseExit> ParseClientOptions(int argc, char** 
   if (const char* path = std::getenv("QREXEC_QUBESD_SOCKET"); path && *path)
     config.qubesd_socket = path;
   optind = 0;
+  // No leading '+': like Qubes' qrexec-client, options may follow the
+  // command (GNU getopt permutes), and positionals after the first are
+  // ignored.
   for (;;) {
-    int opt = getopt_long(argc, argv, "+hd:l:ec:tTw:WkEp:", kLongOptions, nullptr);
+    int opt = getopt_long(argc, argv, "hd:l:ec:tTw:WkEp:", kLongOptions, nullptr);
     if (opt == -1) break;
     switch (opt) {
       case 'h':
@@ -106,8 +125,16 @@ std::variant<ClientConfig, ClientParseExit> ParseClientOptions(int argc, char** 
         config.filter_stderr = true;
         break;
       case 'w':
-        config.timeout_seconds = std::max(0, std::atoi(optarg));
+      {
+        auto seconds = ParseCountingNumber(optarg);
+        if (!seconds)
+          return ClientParseExit{
+              1, fmt::format("-w: '{}' is not a number of seconds (starting with an ASCII "
+                             "digit)\n",
+                             optarg)};
+        config.timeout_seconds = *seconds;
         break;
+      }
       case 'W':
         config.wait_connection_end = true;
         break;
@@ -131,7 +158,7 @@ std::variant<ClientConfig, ClientParseExit> ParseClientOptions(int argc, char** 
         return ClientParseExit{1, Usage(argv0)};
     }
   }
-  if (argc - optind != 1) return ClientParseExit{1, Usage(argv0)};
+  if (argc - optind < 1) return ClientParseExit{1, Usage(argv0)};
   config.command = argv[optind];
   if (auto bad = CheckCombination(config, argv0)) return *bad;
   return config;

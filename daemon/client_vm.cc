@@ -101,18 +101,18 @@ int CallVm(const ClientConfig& config) {
   if (!daemon) {
     LOG_ERROR("cannot connect to the qrexec daemon of {}: {}", config.domain,
               daemon.error().ToString());
-    return 1;
+    return exec::kExitProblem;
   }
   auto type = config.just_exec ? proto::ExecType::kJustExec : proto::ExecType::kExecCmdline;
   auto peer = RequestExec(daemon->get(), {type, 0, 0, config.command}, sys::Deadline::Never());
   if (!peer) {
     LOG_ERROR("request refused by the daemon: {}", peer.error().ToString());
-    return 1;
+    return exec::kExitProblem;
   }
   auto vchan = ServeDataVchan(*peer, sys::Deadline::AfterSeconds(config.timeout_seconds));
   if (!vchan) {
     LOG_ERROR("data vchan to {}: {}", config.domain, vchan.error().ToString());
-    return 1;
+    return exec::kExitProblem;
   }
   daemon->reset();
   stream::CallerConfig caller;

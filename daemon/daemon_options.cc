@@ -66,8 +66,10 @@ std::variant<DaemonConfig, ParseExit> ParseDaemonOptions(int argc, char** argv) 
   ApplyEnvironment(config);  // before the options, which take precedence
   optind = 0;                // full re-initialisation (GNU), so tests may parse twice
   opterr = 1;
+  // No leading '+': as with Qubes' qrexec-daemon, options may also follow
+  // the positionals (GNU getopt permutes them).
   for (;;) {
-    int opt = getopt_long(argc, argv, "+hqp:Du:", kLongOptions, nullptr);
+    int opt = getopt_long(argc, argv, "hqp:Du:", kLongOptions, nullptr);
     if (opt == -1) break;
     switch (opt) {
       case 'q':

@@ -305,13 +305,23 @@ TEST_F(AgentControl, SigtermStopsTheAgentWithStatusZero) {
 }
 
 TEST_F(AgentControl, UsageErrorsExitTwo) {
-  for (const char* arg : {"--bogus", "-h", "extra"}) {
+  for (const char* arg : {"--bogus", "-h"}) {
     SpawnOptions options;
     options.argv = {BinPath("qrexec-agent"), arg};
     options.stdin_mode = Stdio::kNull;
     auto result = RunProgram(options);
     EXPECT_EQ(result.exit_code, 2) << arg;
   }
+}
+
+// Qubes' qrexec-agent ignores positionals and reads options after them.
+TEST_F(AgentControl, StrayPositionalIsIgnoredAndLaterOptionsStillApply) {
+  agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
+                 std::vector<std::string>{"stray", "--no-fork-server"});
+  agent_->ConnectDom0();
+  UniqueFd client = Trigger("target", "test.Service");
+  ExpectRelayedTrigger("target", "test.Service");
+  EXPECT_TRUE(agent_->process().Running());
 }
 
 TEST_F(AgentControl, NotifiesSystemdOnceDom0Connected) {

@@ -260,10 +260,61 @@ TEST_F(ClientVm, PassLocalStderrAddsSavedFd2) {
   EXPECT_NE(result.err.find("fd2"), std::string::npos) << result.err;
 }
 
-TEST_F(ClientVm, LocalProgramThatCannotRunExitsOne) {
-  Serve({.connect_timeout = milliseconds(500)});
+// As in Qubes, the call is not abandoned: the service sees an empty stdin
+// and the failed program's status (255) becomes ours.
+TEST_F(ClientVm, LocalProgramThatCannotRunExits255AfterTheCall) {
+  Serve({});
   auto result = RunProgram(Options({"target", "test.Service", dir_ / "missing"}));
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 255) << result.err;
+  EXPECT_TRUE(Seen().stdin_eof);
+  EXPECT_EQ(Seen().stdin_data, "");
+}
+
+TEST_F(ClientVm, HelpGoesToStdoutWithStatusZero) {
+  auto result = RunProgram(Options({"--help"}));
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("usage:"), std::string::npos) << result.out;
+}
+
+TEST_F(ClientVm, BufferSizeIsReadAsAnyCBaseNumber) {
+  for (const char* size : {"0", "0x1000", "010", "65536"}) {
+    Serve({});
+    auto result = RunProgram(
+        Options({std::string("--buffer-size=") + size, "target", "test.Service"}), "in");
+    EXPECT_EQ(result.exit_code, 0) << size << ": " << result.err;
+    EXPECT_EQ(Seen().stdin_data, "in") << size;
+    seen_ = {};
+  }
+}
+
+TEST_F(ClientVm, BadBufferSizeExitsOne) {
+  for (const char* size : {"x", "-1", " 1", "1k", "0x", "4294967296", ""}) {
+    auto result = RunProgram(Options({std::string("--buffer-size=") + size, "t", "s"}));
+    EXPECT_EQ(result.exit_code, 1) << "'" << size << "'";
+  }
+}
+
+TEST_F(ClientVm, UseStdinSocketTwiceExitsTwo) {
+  auto pair = sys::SocketPair();
+  ASSERT_TRUE(pair);
+  auto options = Options({"--use-stdin-socket", "--use-stdin-socket", "t", "s"});
+  options.stdin_fd = pair->second.get();
+  EXPECT_EQ(RunProgram(options).exit_code, 2);
+}
+
+// Names up to 65000 bytes with the NUL are relayed (limits.h); a longer one
+// is refused as Qubes' agent refuses it.
+TEST_F(ClientVm, ServiceNameOver65000BytesIsRefusedWith126) {
+  auto result = RunProgram(Options({"target", std::string(65000, 's')}));
+  EXPECT_EQ(result.exit_code, 126);
+  EXPECT_NE(result.err.find("Request refused"), std::string::npos) << result.err;
+}
+
+TEST_F(ClientVm, ServiceNameOf64999BytesIsSent) {
+  Serve({.refuse = true});
+  std::string service(64999, 's');
+  EXPECT_EQ(RunProgram(Options({"target", service})).exit_code, 126);
+  EXPECT_EQ(Seen().trigger.substr(8 + 160), service + '\0');
 }
 
 }  // namespace

@@ -213,11 +213,39 @@ TEST_F(ClientTest, TimesOutWhenTheDataChannelIsNotJoined) {
   UniqueFd daemon = ListenUnix(dir_ / "qrexec.vm1");
   Process client = Start({"-w", "1", "-d", "vm1", "user:cmd"});
   ServeExec(daemon.get(), kExecCmdline, "user:cmd");
-  EXPECT_EQ(client.Wait(milliseconds(5000)), 1);
+  EXPECT_EQ(client.Wait(milliseconds(5000)), 125);
 }
 
-TEST_F(ClientTest, MissingDaemonExits1) {
-  EXPECT_EQ(Run({"-d", "nosuchvm", "user:cmd"}).exit_code, 1);
+TEST_F(ClientTest, MissingDaemonExits125) {
+  EXPECT_EQ(Run({"-d", "nosuchvm", "user:cmd"}).exit_code, 125);
+}
+
+TEST_F(ClientTest, OptionsAfterTheCommandAreReadAndExtraArgumentsIgnored) {
+  UniqueFd daemon = ListenUnix(dir_ / "qrexec.vm1");
+  Process client = Start({"user:cmd", "ignored-extra", "-d", "vm1", "-E"});
+  ServeExec(daemon.get(), kExecCmdline, "user:cmd");
+  UniqueFd data = JoinData();
+  client.CloseStdin();
+  EXPECT_EQ(ReadStdin(data.get()), "");
+  Finish(data.get(), "", 3);
+  EXPECT_EQ(client.Wait(), 0);  // -E after the command took effect
+}
+
+TEST_F(ClientTest, TimeoutMustStartWithAnAsciiDigit) {
+  for (const char* bad : {"abc", "-1", " 5", "5x", ""}) {
+    auto result = Run({"-w", bad, "-d", "vm1", "user:cmd"});
+    EXPECT_EQ(result.exit_code, 1) << "-w '" << bad << "'";
+  }
+  // Base-0 forms are numbers: they reach the (missing) daemon.
+  EXPECT_EQ(Run({"-w", "0x10", "-d", "nosuchvm", "user:cmd"}).exit_code, 125);
+  EXPECT_EQ(Run({"-w", "010", "-d", "nosuchvm", "user:cmd"}).exit_code, 125);
+}
+
+TEST_F(ClientTest, OnlyOneOfJustExecLocalProgramAndConnect) {
+  EXPECT_EQ(Run({"-d", "vm1", "-e", "-c", "SOCKET7,work,42", "user:cmd"}).exit_code, 1);
+  EXPECT_EQ(Run({"-d", "vm1", "-e", "-l", "cat", "user:cmd"}).exit_code, 1);
+  EXPECT_EQ(Run({"-d", "vm1", "-l", "cat", "-c", "SOCKET7,work,42", "user:cmd"}).exit_code, 1);
+  EXPECT_EQ(Run({"-d", "vm1", "-c", "SOCKET7,work,-4", "user:cmd"}).exit_code, 1);
 }
 
 TEST_F(ClientTest, KillsTheTargetAfterTheCallWithK) {
@@ -374,7 +402,7 @@ TEST_F(ClientTest, UsageErrors) {
   EXPECT_EQ(Run({"-d", "vm1", "-c", "SOCKET7,dom0,0", "user:cmd"}).exit_code, 1);
   EXPECT_EQ(Run({"-d", "vm1", "-p", "a", "-p", "b", "user:cmd"}).exit_code, 2);
   EXPECT_EQ(Run({"-d", "vm1", "--use-stdin-socket", "user:cmd"}).exit_code, 2);
-  EXPECT_EQ(Run({"-d", "dom0", "-l", "cat", "DEFAULT:QUBESRPC a dom0"}).exit_code, 1);
+  EXPECT_EQ(Run({"-d", "dom0", "-l", "cat", "DEFAULT:QUBESRPC a dom0"}).exit_code, 125);
 }
 
 }  // namespace

@@ -58,17 +58,18 @@ class DaemonTest : public ::testing::Test {
     options.argv = {"/bin/sh",
                     "-c",
                     "exec \"$0\" \"$@\" 2>>" + (dir_ / "daemon.log"),
-                    BinPath("qrexec-daemon"),
-                    "--direct",
-                    "--socket-dir=" + dir_.path(),
-                    "--policy-program=" + (dir_ / "policy"),
-                    "--policy-socket=" + (dir_ / "policy.sock"),
-                    "--qubesd-socket=" + (dir_ / "qubesd.sock"),
-                    "-u",
-                    "U1",
-                    std::to_string(kDomid),
-                    "work",
-                    "alice"};
+                    BinPath("qrexec-daemon")};
+    std::vector<std::string> flags = {"--direct",
+                                      "--socket-dir=" + dir_.path(),
+                                      "--policy-program=" + (dir_ / "policy"),
+                                      "--policy-socket=" + (dir_ / "policy.sock"),
+                                      "--qubesd-socket=" + (dir_ / "qubesd.sock"),
+                                      "-u",
+                                      "U1"};
+    std::vector<std::string> positionals = {std::to_string(kDomid), "work", "alice"};
+    if (options_after_positionals_) std::swap(flags, positionals);
+    options.argv.insert(options.argv.end(), flags.begin(), flags.end());
+    options.argv.insert(options.argv.end(), positionals.begin(), positionals.end());
     options.env = {{"VCHAN_SOCKET_DIR", dir_.path()},
                    {"VCHAN_DOMAIN", "0"},
                    {"QREXEC_DEBUG", "1"},
@@ -129,6 +130,7 @@ class DaemonTest : public ::testing::Test {
 
   TempDir dir_;
   std::optional<Process> daemon_;
+  bool options_after_positionals_ = false;  // SpawnDaemon: "42 work alice --direct ..."
   UniqueFd agent_;
 };
 
@@ -204,6 +206,16 @@ TEST_F(DaemonTest, UsageErrorsExit1) {
   EXPECT_NE(no_uuid.err.find("UUID"), std::string::npos);
   EXPECT_EQ(RunProgram({.argv = {BinPath("qrexec-daemon"), "-u", "x", "0", "work"}}).exit_code, 1);
   EXPECT_EQ(RunProgram({.argv = {BinPath("qrexec-daemon"), "-h"}}).exit_code, 1);
+}
+
+// Like Qubes' qrexec-daemon, options may follow the positionals.
+TEST_F(DaemonTest, AcceptsOptionsAfterThePositionals) {
+  options_after_positionals_ = true;
+  StartDaemon();
+  UniqueFd client = ConnectClient();
+  ASSERT_TRUE(SendMessage(client.get(), kExecCmdline, CmdBody(43, 0, "DEFAULT:cmd")));
+  EXPECT_EQ(Recv(client.get()), (Msg{kExecCmdline, U32(kDomid) + U32(514)}));
+  EXPECT_EQ(Recv(agent_.get()), (Msg{kExecCmdline, CmdBody(43, 514, "alice:cmd")}));
 }
 
 TEST_F(DaemonTest, ForwardsAClientCommandWithAnAllocatedPortAndTheDefaultUser) {
