@@ -206,5 +206,65 @@ TEST_F(PolicyAdminTest, ServesOverTheDom0ServicePath) {
   EXPECT_TRUE(missing.err.starts_with("PolicyAdminFileNotFoundException ")) << missing.err;
 }
 
+// qubes-policy end to end: the tool runs qrexec-client (beside it in the
+// build tree), which runs the service wrappers from QREXEC_SERVICE_PATH.
+class QubesPolicyToolTest : public PolicyAdminTest {
+ protected:
+  void SetUp() override {
+    PolicyAdminTest::SetUp();
+    for (const char* method : {"List", "Get", "Replace", "Remove"})
+      for (const char* prefix : {"policy.", "policy.include."})
+        harness::WriteScript(
+            dir_ / fmt::format("rpc/{}{}", prefix, method),
+            fmt::format("QREXEC_POLICY_DIR='{}' QREXEC_POLICY_ADMIN_LOG='{}' exec '{}'\n",
+                        policy_dir(), dir_ / "admin.log", harness::BinPath("qubes-policy-admin")));
+  }
+  harness::RunResult Tool(std::vector<std::string> args, std::string_view input = {}) {
+    harness::SpawnOptions options;
+    options.argv = {harness::BinPath("qubes-policy")};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.env = {{"QREXEC_SERVICE_PATH", dir_ / "rpc"}};
+    return harness::RunProgram(options, input);
+  }
+};
+
+TEST_F(QubesPolicyToolTest, ListsGetsReplacesAndRemoves) {
+  EXPECT_EQ(Tool({}).out, "\n");
+  harness::WriteFile(PolicyFile("file1.policy"), "");
+  harness::WriteFile(PolicyFile("file2.policy"), "");
+  EXPECT_EQ(Tool({"--list"}).out, "file1\nfile2\n");
+  auto replace = Tool({"-r", "file1"}, "srv +arg src dst deny\n\n");
+  EXPECT_EQ(replace.exit_code, 0) << replace.err;
+  EXPECT_EQ(Tool({"-g", "file1"}).out, "srv +arg src dst deny\n");
+  EXPECT_EQ(Tool({"-d", "file1"}).exit_code, 0);
+  EXPECT_FALSE(harness::PathExists(PolicyFile("file1.policy")));
+  EXPECT_EQ(Tool({"-r", "include/inc"}, "@anyvm @anyvm deny\n").exit_code, 0);
+  EXPECT_EQ(Tool({"-l", "include"}).out, "inc\n");
+  EXPECT_EQ(Tool({"-l", "--include"}).out, "inc\n");
+  EXPECT_EQ(Tool({"-R", "include/inc"}).exit_code, 0);
+  EXPECT_FALSE(harness::PathExists(PolicyFile("include/inc")));
+}
+
+TEST_F(QubesPolicyToolTest, ErrorsAndExitCodes) {
+  auto missing = Tool({"--get", "unexistent"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(missing.err.starts_with("Not found: ")) << missing.err;
+  auto bad_syntax = Tool({"-r", "x"}, "srv * src\n");
+  EXPECT_EQ(bad_syntax.exit_code, 1);
+  EXPECT_TRUE(bad_syntax.err.starts_with("Policy change validation failed")) << bad_syntax.err;
+  EXPECT_EQ(Tool({"--list", "file"}).exit_code, 2);
+  EXPECT_NE(Tool({"--list", "file"}).err.find("--list doesn't work with a file name"),
+            std::string::npos);
+  EXPECT_EQ(Tool({"-g"}).exit_code, 2);
+  auto chars = Tool({"--get", "fi*le"});
+  EXPECT_EQ(chars.exit_code, 2);
+  EXPECT_NE(chars.err.find("invalid character"), std::string::npos);
+  ASSERT_EQ(::rmdir((policy_dir() + "/include").c_str()), 0);
+  ASSERT_EQ(::rmdir(policy_dir().c_str()), 0);
+  auto broken = Tool({});
+  EXPECT_EQ(broken.exit_code, 1);
+  EXPECT_TRUE(broken.err.starts_with("Command failed")) << broken.err;
+}
+
 }  // namespace
 }  // namespace qrexec::policy_tools
