@@ -266,5 +266,28 @@ TEST_F(QubesPolicyToolTest, ErrorsAndExitCodes) {
   EXPECT_TRUE(broken.err.starts_with("Command failed")) << broken.err;
 }
 
+TEST_F(QubesPolicyToolTest, EditorCreatesAndReplacesWithTheFetchedToken) {
+  harness::WriteScript(dir_ / "edit-good", "printf 'test.Svc * @anyvm @anyvm deny\\n' >> \"$2\"\n");
+  harness::SpawnOptions options;
+  options.argv = {harness::BinPath("qubes-policy-editor"), "30-user"};
+  options.env = {{"QREXEC_SERVICE_PATH", dir_ / "rpc"}, {"EDITOR", dir_ / "edit-good"}};
+  options.unset_env = {"VISUAL"};
+  auto created = harness::RunProgram(options);
+  EXPECT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(harness::ReadFile(PolicyFile("30-user.policy")), "test.Svc * @anyvm @anyvm deny\n");
+  auto appended = harness::RunProgram(options);
+  EXPECT_EQ(appended.exit_code, 0) << appended.err;
+  EXPECT_EQ(harness::ReadFile(PolicyFile("30-user.policy")),
+            "test.Svc * @anyvm @anyvm deny\ntest.Svc * @anyvm @anyvm deny\n");
+  // A copy that does not lint is never sent; "q" quits without changes.
+  harness::WriteScript(dir_ / "edit-bad", "printf 'test.Svc *\\n' > \"$2\"\n");
+  options.env["EDITOR"] = dir_ / "edit-bad";
+  auto quit = harness::RunProgram(options, "x\nq\n");
+  EXPECT_EQ(quit.exit_code, 0) << quit.err;
+  EXPECT_NE(quit.err.find("Linting failed"), std::string::npos) << quit.err;
+  EXPECT_EQ(harness::ReadFile(PolicyFile("30-user.policy")),
+            "test.Svc * @anyvm @anyvm deny\ntest.Svc * @anyvm @anyvm deny\n");
+}
+
 }  // namespace
 }  // namespace qrexec::policy_tools
