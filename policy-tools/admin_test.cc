@@ -289,5 +289,24 @@ TEST_F(QubesPolicyToolTest, EditorCreatesAndReplacesWithTheFetchedToken) {
             "test.Svc * @anyvm @anyvm deny\ntest.Svc * @anyvm @anyvm deny\n");
 }
 
+TEST_F(PolicyAdminTest, RestoreCopiesMissingFilesAndKeepsExistingOnes) {
+  harness::WriteFile(dir_ / "saved/10-a.policy", "saved a\n");
+  harness::WriteFile(dir_ / "saved/20-b.policy", "saved b\n");
+  harness::WriteFile(dir_ / "saved/notes.txt", "not policy\n");
+  harness::WriteFile(dir_ / "saved/include/inc", "saved inc\n");
+  harness::WriteFile(PolicyFile("20-b.policy"), "live b\n");
+  harness::SpawnOptions options;
+  options.argv = {harness::BinPath("qrexec-policy-restore"), "--dest", policy_dir(), dir_ / "saved"};
+  auto result = harness::RunProgram(options);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.err, "not overwriting " + PolicyFile("20-b.policy") + "\n");
+  EXPECT_EQ(harness::ReadFile(PolicyFile("10-a.policy")), "saved a\n");
+  EXPECT_EQ(harness::ReadFile(PolicyFile("20-b.policy")), "live b\n");
+  EXPECT_EQ(harness::ReadFile(PolicyFile("include/inc")), "saved inc\n");
+  EXPECT_FALSE(harness::PathExists(PolicyFile("notes.txt")));
+  options.argv = {harness::BinPath("qrexec-policy-restore")};
+  EXPECT_EQ(harness::RunProgram(options).exit_code, 2);
+}
+
 }  // namespace
 }  // namespace qrexec::policy_tools
