@@ -125,7 +125,7 @@ class Loader {
   Status LoadDirs(const std::vector<std::string>& dirs) {
     std::map<std::string, std::string> files;  // name -> directory (first dir wins)
     for (const std::string& dir : dirs) {
-      auto names = ListPolicyFiles(dir);
+      auto names = PolicyFilesIn(dir);
       if (!names) return tl::unexpected(names.error());
       for (const std::string& name : *names) files.emplace(name, dir);
     }
@@ -148,6 +148,49 @@ class Loader {
   std::vector<Rule> TakeRules() { return std::move(rules_); }
 
  private:
+  // The override entry for `path`, or nullptr when the disk decides.
+  const std::optional<std::string>* Override(const std::string& path) const {
+    if (options_.overrides.empty()) return nullptr;
+    auto it = options_.overrides.find(ResolvePath(path));
+    return it == options_.overrides.end() ? nullptr : &it->second;
+  }
+
+  // ListPolicyFiles with the overrides applied: removed files left out, new
+  // *.policy files in `dir` added (in name order).
+  Result<std::vector<std::string>> PolicyFilesIn(const std::string& dir) const {
+    auto names = ListPolicyFiles(dir);
+    if (!names || options_.overrides.empty()) return names;
+    std::erase_if(*names, [&](const std::string& name) {
+      const auto* entry = Override(Join(dir, name));
+      return entry != nullptr && !entry->has_value();
+    });
+    std::string resolved_dir = ResolvePath(dir);
+    for (const auto& [path, content] : options_.overrides) {
+      size_t slash = path.find_last_of('/');
+      if (!content || slash == std::string::npos || path.substr(0, slash) != resolved_dir) continue;
+      std::string name = path.substr(slash + 1);
+      if (name.empty() || name[0] == '.' || !EndsWith(name, kPolicySuffix)) continue;
+      if (std::find(names->begin(), names->end(), name) != names->end()) continue;
+      if (!IsValidPolicyFileName(name))
+        return MakeError(ErrorKind::kRefused, "invalid filename: " + Join(dir, name));
+      names->push_back(name);
+    }
+    std::sort(names->begin(), names->end());
+    return names;
+  }
+
+  // The include check: a regular file on disk or a proposed one, never one
+  // about to be removed.
+  Status CheckIncludedFile(const std::string& path, const std::string& file, int lineno) const {
+    if (const auto* entry = Override(path)) {
+      if (!entry->has_value())
+        return SyntaxAt(file, lineno, "including a file that will be removed: " + path);
+      return Ok();
+    }
+    if (!IsRegularFile(path)) return SyntaxAt(file, lineno, "not a file: " + path);
+    return Ok();
+  }
+
   static tl::unexpected<Error> SyntaxAt(const std::string& file, int line, std::string message) {
     return MakeError(ErrorKind::kMalformed, SyntaxError{file, line, std::move(message)}.Message());
   }
@@ -160,6 +203,11 @@ class Loader {
     std::string key = ResolvePath(path);
     if (std::find(stack_.begin(), stack_.end(), key) != stack_.end())
       return MakeError(ErrorKind::kMalformed, fmt::format("include cycle: {} includes itself", path));
+    if (const auto* entry = Override(path); entry != nullptr && entry->has_value()) {
+      if (!text::IsValidUtf8(**entry))
+        return MakeError(ErrorKind::kMalformed, path + ": policy text is not valid UTF-8");
+      return **entry;
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
       int err = errno;
@@ -225,14 +273,14 @@ class Loader {
     if (word == "!include") {
       if (nparams != 1) return SyntaxAt(file, lineno, "invalid number of params");
       std::string path = ResolveParam(top_dir, fields[1]);
-      if (!IsRegularFile(path)) return SyntaxAt(file, lineno, "not a file: " + path);
+      if (Status ok = CheckIncludedFile(path, file, lineno); !ok) return ok;
       return LoadNewFile(path, top_dir, depth + 1);
     }
     if (word == "!include-dir") {
       if (nparams != 1) return SyntaxAt(file, lineno, "invalid number of params");
       std::string dir = ResolveParam(top_dir, fields[1]);
       if (!IsDirectory(dir)) return SyntaxAt(file, lineno, "not a directory: " + dir);
-      auto names = ListPolicyFiles(dir);
+      auto names = PolicyFilesIn(dir);
       if (!names) return tl::unexpected(names.error());
       for (const std::string& name : *names) {
         Status status = LoadNewFile(Join(dir, name), top_dir, depth + 1);
@@ -247,7 +295,7 @@ class Loader {
           !status)
         return SyntaxAt(file, lineno, status.error().message);
       std::string path = ResolveParam(top_dir, fields[3]);
-      if (!IsRegularFile(path)) return SyntaxAt(file, lineno, "not a file: " + path);
+      if (Status ok = CheckIncludedFile(path, file, lineno); !ok) return ok;
       return LoadServiceFile(path, service, argument, top_dir, depth + 1);
     }
     if (word == "!compat-4.0") {
@@ -287,7 +335,7 @@ class Loader {
         if (fields[0] != "!include") return SyntaxAt(file, lineno, "invalid directive");
         if (fields.size() != 2) return SyntaxAt(file, lineno, "invalid number of params");
         std::string path = ResolveParam(top_dir, fields[1]);
-        if (!IsRegularFile(path)) return SyntaxAt(file, lineno, "not a file: " + path);
+        if (Status ok = CheckIncludedFile(path, file, lineno); !ok) return ok;
         Status status = LoadServiceFile(path, service, argument, top_dir, depth + 1);
         if (!status) return status;
         continue;

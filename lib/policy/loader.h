@@ -14,7 +14,9 @@
 // A Policy is immutable once built; share it freely between evaluations.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,12 @@ struct LoadOptions {
   // The R4.0 per-service directory read by !compat-4.0. A missing directory
   // counts as empty (logged); the reference would crash instead.
   std::string legacy_dir = kLegacyPolicyPath;
+  // Proposed changes to validate before they are made (the policy admin API):
+  // a file's resolved absolute path -> its new text, or nullopt for a file
+  // about to be removed. The loader reads an overridden file from here, lists
+  // new ones in their directory, skips removed ones, and refuses an include
+  // of a removed file ("including a file that will be removed: P").
+  std::map<std::string, std::optional<std::string>> overrides;
 };
 
 // Reads, validates and parses the whole policy set. Rules are numbered in
