@@ -10,7 +10,7 @@
 //  3. hand the call to the fork server of the effective user when allowed
 //     (ServicePlan::MayUseForkServer, and the agent was not started with
 //     -S) and its socket accepts; otherwise, for MSG_EXEC_CMDLINE, to a warm
-//     handler (warm_handlers.h; unless started with --fork-per-call); and
+//     handler (warm_handlers.h; only when started with --warm-handlers); and
 //     otherwise fork a handler process (call_handler.h).
 //
 // Every running call holds one ConnectionBudget slot. When it ends (the

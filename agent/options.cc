@@ -22,8 +22,10 @@ void PrintAgentUsage(const char* argv0) {
                "  -s, --fork-server-socket=FMT fork-server socket, %%s is the user name\n"
                "                               (default %s)\n"
                "  -S, --no-fork-server         never use the fork server\n"
-               "      --fork-per-call          fork a fresh handler for every call instead\n"
-               "                               of reusing warm handler processes\n"
+               "      --fork-per-call          fork a fresh handler for every call (default;\n"
+               "                               every call's processes end with the call)\n"
+               "      --warm-handlers          reuse warm handler processes for\n"
+               "                               MSG_EXEC_CMDLINE calls (they outlive calls)\n"
                "      --trigger-timeout=SECONDS drop a trigger-socket client that has not sent\n"
                "                               its request by then (default %g; may be a\n"
                "                               fraction)\n",
@@ -68,6 +70,7 @@ enum LongOnly : int {
   kNoFilterStderr,
   kUseStdinSocket,
   kForkPerCall,
+  kWarmHandlers,
   kTriggerTimeout,
 };
 
@@ -144,6 +147,7 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
       {"fork-server-socket", required_argument, nullptr, 's'},
       {"no-fork-server", no_argument, nullptr, 'S'},
       {"fork-per-call", no_argument, nullptr, kForkPerCall},
+      {"warm-handlers", no_argument, nullptr, kWarmHandlers},
       {"trigger-timeout", required_argument, nullptr, kTriggerTimeout},
       {nullptr, 0, nullptr, 0},
   };
@@ -164,6 +168,9 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
         break;
       case kForkPerCall:
         options.use_warm_handlers = false;
+        break;
+      case kWarmHandlers:
+        options.use_warm_handlers = true;
         break;
       case kTriggerTimeout:
         if (!ParseTimeoutSeconds(optarg, &options.trigger_timeout)) {

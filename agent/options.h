@@ -36,7 +36,10 @@ struct AgentOptions {
   // `%s` is replaced by the user name.
   std::string fork_server_socket_format = kDefaultForkServerSocketFormat;
   bool use_fork_server = true;
-  bool use_warm_handlers = true;  // false: --fork-per-call (warm_handlers.h)
+  // Off by default: Qubes' agent leaves no process behind once a call is
+  // over, and callers (Qubes' socket suite among them) wait for all the
+  // agent's children to end. --warm-handlers opts in (warm_handlers.h).
+  bool use_warm_handlers = false;
   std::chrono::milliseconds trigger_timeout = kDefaultTriggerTimeout;
 };
 Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);

@@ -1,4 +1,4 @@
-// Warm call handlers (agent/warm_handlers.h) seen from outside: which
+// Warm call handlers (agent/warm_handlers.h, opt-in: --warm-handlers) seen from outside: which
 // process runs each call, what a handler keeps between calls, and how the
 // agent replaces and retires them.
 #include <gtest/gtest.h>
@@ -98,7 +98,7 @@ class WarmHandlers : public ::testing::Test {
 };
 
 TEST_F(WarmHandlers, ConsecutiveCallsRunInOneWarmHandler) {
-  Start();
+  Start({"--warm-handlers"});
   auto [first, out1] = Who("a");
   auto [second, out2] = Who("b");
   EXPECT_EQ(out1, "a");
@@ -116,7 +116,7 @@ TEST_F(WarmHandlers, ForkPerCallGivesEveryCallAFreshHandler) {
 }
 
 TEST_F(WarmHandlers, AnIdleHandlerHoldsNothingButItsAgentSocket) {
-  Start();
+  Start({"--warm-handlers"});
   auto [handler, out] = Who("x");
   // stdin, stdout, stderr (inherited from the agent) and the socket.
   bool idle = false;
@@ -132,7 +132,7 @@ TEST_F(WarmHandlers, AnIdleHandlerHoldsNothingButItsAgentSocket) {
 }
 
 TEST_F(WarmHandlers, AKilledIdleHandlerIsReplacedByANewOne) {
-  Start();
+  Start({"--warm-handlers"});
   auto [first, out1] = Who();
   ASSERT_GT(first, 0);
   ASSERT_EQ(::kill(first, SIGKILL), 0);
@@ -144,7 +144,7 @@ TEST_F(WarmHandlers, AKilledIdleHandlerIsReplacedByANewOne) {
 }
 
 TEST_F(WarmHandlers, AtMostFourHandlersStayAfterABurst) {
-  Start();
+  Start({"--warm-handlers"});
   std::vector<std::future<RunResult>> calls;
   for (int i = 0; i < 8; ++i) {
     calls.push_back(std::async(std::launch::async, [this] {
@@ -172,7 +172,7 @@ TEST_F(WarmHandlers, AtMostFourHandlersStayAfterABurst) {
 // single-socket switch) after its call ended. The next call on the same
 // handler must not be switched: its stdout would be dropped.
 TEST_F(WarmHandlers, ALateSigusr1FromAnEarlierCallDoesNotReachTheNextCall) {
-  Start();
+  Start({"--warm-handlers"});
   auto late =
       RunProgram(qubes_->ClientVm("work", {"vault", "demo.Late"}), "", std::chrono::seconds(20));
   ASSERT_EQ(late.exit_code, 0) << late.err << qubes_->Logs();
