@@ -70,7 +70,8 @@ int ServeDom0Call(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Exe
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", failure->error.ToString());
     (void)stream::SendSpawnFailure(vchan.get(), failure->exit_code, proto::kProtocolVersion,
-                                   *version);
+                                   *version, sys::Deadline::Never(),
+                                   stream::FailureStreams::kStdoutOnly);
     return failure->exit_code;
   }
   stream::ServiceConfig sc;
@@ -160,7 +161,8 @@ int RunVmToDom0(const ClientConfig& config) {
     LOG_ERROR("{}", plan.error().ToString());
     code = exec::kExitProblem;
     if (auto version = stream::Handshake(vchan->get()))
-      (void)stream::SendSpawnFailure(vchan->get(), code, proto::kProtocolVersion, *version);
+      (void)stream::SendSpawnFailure(vchan->get(), code, proto::kProtocolVersion, *version,
+                                     sys::Deadline::Never(), stream::FailureStreams::kStdoutOnly);
   } else {
     code = ServeDom0Call(std::move(*vchan), *plan, ctx);
   }

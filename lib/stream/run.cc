@@ -67,14 +67,16 @@ Result<uint32_t> Handshake(int vchan_fd, uint32_t own_version, const sys::Deadli
 }
 
 Status SendSpawnFailure(int vchan_fd, int exit_code, uint32_t own_version,
-                        std::optional<uint32_t> negotiated_version, const sys::Deadline& deadline) {
+                        std::optional<uint32_t> negotiated_version, const sys::Deadline& deadline,
+                        FailureStreams streams) {
   if (!negotiated_version) {
     auto version = Handshake(vchan_fd, own_version, deadline);
     if (!version) return tl::unexpected(version.error());
   }
   internal::ByteQueue out;
   internal::AppendMessage(out, proto::MsgType::kDataStdout, {});
-  internal::AppendMessage(out, proto::MsgType::kDataStderr, {});
+  if (streams == FailureStreams::kStdoutAndStderr)
+    internal::AppendMessage(out, proto::MsgType::kDataStderr, {});
   std::byte code[4];
   proto::StoreU32(code, static_cast<uint32_t>(exit_code));
   internal::AppendMessage(out, proto::MsgType::kDataExitCode, code);

@@ -220,6 +220,24 @@ TEST(Service, SpawnFailureSendsEofsThenTheCode) {
   EXPECT_EQ(code->data, U32(127));
 }
 
+TEST(Service, Dom0SpawnFailureSendsOnlyStdoutEofThenTheCode) {
+  auto pair = sys::SocketPair();
+  ASSERT_TRUE(pair);
+  int peer = pair->second.get();
+  SendHello(peer, 4);
+  ASSERT_TRUE(SendSpawnFailure(pair->first.get(), kExitServiceNotFound, proto::kProtocolVersion,
+                               std::nullopt, sys::Deadline::Never(),
+                               FailureStreams::kStdoutOnly));
+  ExpectHello(peer, 4);
+  auto out = Recv(peer);
+  auto code = Recv(peer);
+  ASSERT_TRUE(out && code);
+  EXPECT_EQ(out->type, kStdout);
+  EXPECT_EQ(out->data, "");
+  EXPECT_EQ(code->type, kExit);
+  EXPECT_EQ(code->data, U32(127));
+}
+
 TEST(Service, HandshakeFirstThenStreamWithoutASecondHello) {
   auto pair = sys::SocketPair();
   ASSERT_TRUE(pair);

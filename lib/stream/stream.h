@@ -227,11 +227,16 @@ Result<int> RunService(ServiceConfig config);
 // `negotiated_version` says it already happened), sends zero-length STDOUT,
 // zero-length STDERR and EXIT_CODE(exit_code) — normally 127 (not found) or
 // 125 (problem). Blocking; for the per-call handler before any loop runs.
-// `deadline` bounds the whole exchange (kTimedOut).
+// `deadline` bounds the whole exchange (kTimedOut). A dom0 service end
+// (qrexec-client) sends no STDERR EOF (kStdoutOnly): its service's stderr
+// goes to the log, never to the stream, and callers expect exactly STDOUT
+// EOF then EXIT_CODE.
+enum class FailureStreams { kStdoutAndStderr, kStdoutOnly };
 Status SendSpawnFailure(int vchan_fd, int exit_code,
                         uint32_t own_version = proto::kProtocolVersion,
                         std::optional<uint32_t> negotiated_version = std::nullopt,
-                        const sys::Deadline& deadline = sys::Deadline::Never());
+                        const sys::Deadline& deadline = sys::Deadline::Never(),
+                        FailureStreams streams = FailureStreams::kStdoutAndStderr);
 
 // Blocking data-channel hello: sends HELLO{own_version}, reads the peer's
 // (type 0x300, len 4), returns min(own, peer); kMalformed if < 2 or
