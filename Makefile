@@ -1,6 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 # Both install what they need from Debian's packages when it is missing.
-.PHONY: all deps build build-asan test test-default test-asan demo bench fuzz clean man
+.PHONY: deb all deps build build-asan test test-default test-asan demo bench fuzz clean man
 
 JOBS ?= $(shell nproc)
 SECONDS ?= 30
@@ -10,7 +10,8 @@ CTEST_ARGS ?=
 DEB_PACKAGES = build-essential cmake ninja-build g++ clang libclang-rt-14-dev \
   libexpected-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev \
   libgtest-dev libgmock-dev libbenchmark-dev pkg-config groff-base \
-  bubblewrap graphviz python3 procps iproute2 util-linux libseccomp-dev
+  bubblewrap graphviz python3 procps iproute2 util-linux libseccomp-dev \
+  dpkg-dev lintian systemd mmdebstrap
 
 all: build
 
@@ -53,6 +54,10 @@ bench: build
 # Run every fuzz target for SECONDS seconds each.
 fuzz: build-asan
 	./fuzz/run.sh build-asan/fuzz $(SECONDS)
+
+# Three Debian packages (vm, dom0, host) in build/packages/: see docs/packaging.md.
+deb: build
+	cd build && cpack -G DEB
 
 clean:
 	rm -rf build build-asan
