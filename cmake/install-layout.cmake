@@ -71,6 +71,9 @@ install(FILES ${dist}/policy.d/35-compat.policy
 install(FILES ${dist}/policy.d/include/admin-policy-ro
               ${dist}/policy.d/include/admin-policy-rwx
         DESTINATION ${QREXEC_POLICY_DIR}/include COMPONENT dom0)
+# The R4.0 policy directory, shipped empty: !compat-4.0 in 35-compat.policy
+# fails the whole policy load (denies every call) when it is missing.
+install(DIRECTORY DESTINATION ${QREXEC_RPC_DIR}/policy COMPONENT dom0)
 install(PROGRAMS ${dist}/qubes-rpc-dom0/policy.RegisterArgument
         DESTINATION ${QREXEC_RPC_DIR} COMPONENT dom0)
 install(FILES ${dist}/systemd/qubes-qrexec-policy-daemon.service

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -15,6 +16,8 @@ using ServicePair = std::pair<std::string, std::string>;  // service, argument (
 
 // Every (service, argument) pair named by a rule (a "*" argument as the call
 // without one), plus the --service ones (a bare SVC as the call without one).
+// Rules for any service ("*") name no pair: the reference would draw them
+// with the label "None" (docs/compatibility.md).
 std::vector<ServicePair> ServicePairs(const policy::Policy& policy, const GraphOptions& options) {
   std::set<ServicePair> pairs;
   for (const auto& rule : policy.rules())
@@ -22,6 +25,15 @@ std::vector<ServicePair> ServicePairs(const policy::Policy& policy, const GraphO
   for (const std::string& wanted : options.services)
     pairs.insert(policy::SplitServiceAndArgument(wanted));
   return {pairs.begin(), pairs.end()};
+}
+
+// With --service, a pair is drawn when its service, or its service and
+// argument, is one of the values given.
+bool IsWanted(const ServicePair& pair, const GraphOptions& options) {
+  if (options.services.empty()) return true;
+  for (const std::string& wanted : options.services)
+    if (wanted == pair.first || wanted == pair.first + pair.second) return true;
+  return false;
 }
 
 std::vector<std::string> AllTargets(const policy::SystemInfo& info) {
@@ -34,6 +46,7 @@ std::vector<std::string> AllTargets(const policy::SystemInfo& info) {
   return targets;
 }
 
+// The action column of the rule's printed form: "allow target=X", "ask".
 std::string PrintedAction(const policy::Rule& rule) {
   std::string text = rule.ToString();
   size_t pos = 0;
@@ -44,6 +57,8 @@ std::string PrintedAction(const policy::Rule& rule) {
   return pos == std::string::npos ? text : text.substr(pos);
 }
 
+// The reference's spelling: node attributes spaced ("color = ..."), edge
+// attributes not ("label=... color=red").
 std::string NodeLine(const std::string& name, const policy::SystemInfo& info) {
   const policy::Domain* domain = name.starts_with("@") ? nullptr : info.Find(name);
   if (domain == nullptr) return fmt::format("  \"{}\" [style = dotted];\n", name);
@@ -53,6 +68,8 @@ std::string NodeLine(const std::string& name, const policy::SystemInfo& info) {
   return fmt::format("  \"{}\" [color = \"{}\", penwidth = 3];\n", name, color);
 }
 
+// Lines come out in the order the reference writes them: for each drawn
+// call, its source node, its target node and its edge, each line once.
 class Drawer {
  public:
   Drawer(const policy::Policy& policy, const policy::SystemInfo& info, const GraphOptions& options)
@@ -64,50 +81,59 @@ class Drawer {
     std::vector<std::string> sources = options_.sources;
     if (sources.empty())
       for (const auto& domain : info_.domains()) sources.push_back(domain.name);
-    std::vector<std::string> targets =
-        options_.targets.empty() ? AllTargets(info_) : options_.targets;
-    for (const auto& [service, argument] : ServicePairs(policy_, options_))
+    // Every target is evaluated; --target filters on where the call lands.
+    const std::vector<std::string> targets = AllTargets(info_);
+    out_ = "digraph g {\n";
+    for (const ServicePair& pair : ServicePairs(policy_, options_)) {
+      if (!IsWanted(pair, options_)) continue;
       for (const auto& source : sources)
-        for (const auto& target : targets) AddEdge(service, argument, source, target);
-    std::string out = "digraph g {\n";
-    for (const auto& node : nodes_) out += NodeLine(node, info_);
-    for (const auto& edge : edges_) out += edge;
-    out += "}\n";
-    return out;
+        for (const auto& target : targets) DrawCall(pair.first, pair.second, source, target);
+    }
+    out_ += "}\n";
+    return std::move(out_);
   }
 
  private:
-  void AddEdge(const std::string& service, const std::string& argument, const std::string& source,
-               const std::string& target) {
+  void DrawCall(const std::string& service, const std::string& argument,
+                const std::string& source, const std::string& target) {
     policy::Request request{service, argument, source, target, ""};
     policy::Decision decision = policy::Evaluate(policy_, info_, request);
-    bool ask = decision.verdict == policy::Verdict::kAsk;
     if (decision.verdict == policy::Verdict::kDeny) return;
+    const bool ask = decision.verdict == policy::Verdict::kAsk;
     if (ask && !options_.include_ask && !options_.full_output) return;
-    const policy::Rule* rule = nullptr;
-    if (decision.rule) {
-      auto it = by_location_.find(decision.rule->ToString());
-      if (it != by_location_.end()) rule = it->second;
+    const policy::Rule* rule = MatchedRule(decision);
+    const std::string to = rule && rule->redirect ? rule->redirect->text : target;
+    if (!options_.targets.empty() &&
+        std::find(options_.targets.begin(), options_.targets.end(), to) == options_.targets.end())
+      return;
+    std::string label;
+    if (!options_.skip_labels) {
+      label = service;
+      if (options_.full_output && rule && rule->argument) label += *rule->argument;
     }
-    std::string to = rule && rule->redirect ? rule->redirect->text : target;
-    std::string label = service;
-    if (options_.full_output)
-      label = fmt::format("{}{} {}", service, argument, rule ? PrintedAction(*rule) : "");
-    std::string attrs = fmt::format("color = {}", ask ? "orange" : "red");
-    if (!options_.skip_labels) attrs = fmt::format("label = \"{}\", {}", label, attrs);
-    std::string line = fmt::format("  \"{}\" -> \"{}\" [{}];\n", source, to, attrs);
-    if (seen_.insert(line).second) edges_.push_back(std::move(line));
-    nodes_.insert(source);
-    nodes_.insert(to);
+    if (options_.full_output) label += " " + (rule ? PrintedAction(*rule) : std::string());
+    Emit(NodeLine(source, info_));
+    Emit(NodeLine(to, info_));
+    Emit(fmt::format("  \"{}\" -> \"{}\" [label=\"{}\" color={}];\n", source, to, label,
+                     ask ? "orange" : "red"));
+  }
+
+  const policy::Rule* MatchedRule(const policy::Decision& decision) const {
+    if (!decision.rule) return nullptr;
+    auto it = by_location_.find(decision.rule->ToString());
+    return it == by_location_.end() ? nullptr : it->second;
+  }
+
+  void Emit(std::string line) {
+    if (seen_.insert(line).second) out_ += line;
   }
 
   const policy::Policy& policy_;
   const policy::SystemInfo& info_;
   const GraphOptions& options_;
   std::map<std::string, const policy::Rule*> by_location_;
-  std::set<std::string> nodes_;
   std::set<std::string> seen_;
-  std::vector<std::string> edges_;
+  std::string out_;
 };
 
 }  // namespace

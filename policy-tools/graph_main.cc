@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "policy/loader.h"
 #include "policy/qubesd_client.h"
+#include "policy/token.h"
 
 namespace qrexec::policy_tools {
 namespace {
@@ -133,10 +134,28 @@ int WritePng(const std::string& dot_text, const std::string& output) {
   return 0;
 }
 
+// The reference's checks: each --source must be a valid source token and
+// each --target a valid redirect (an actual call target). Returns 0 or 2.
+int CheckFilters(const Args& args) {
+  auto refuse = [](const std::string& what) {
+    Usage(stderr);
+    std::fprintf(stderr, "qrexec-policy-graph: error: %s\n", what.c_str());
+    return 2;
+  };
+  for (const std::string& source : args.graph.sources)
+    if (!policy::ParseToken(source, policy::TokenContext::kSource))
+      return refuse("--source " + source + " is not a valid call source");
+  for (const std::string& target : args.graph.targets)
+    if (!policy::ParseToken(target, policy::TokenContext::kRedirect))
+      return refuse("--target " + target + " is not a valid actual call target");
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   log::SetProgramName("qrexec-policy-graph");
   Args args;
   if (int rc = Parse(argc, argv, args); rc != 0) return rc;
+  if (int rc = CheckFilters(args); rc != 0) return rc;
   policy::LoadOptions load;
   load.dirs =
       args.policy_dirs.empty() ? std::vector<std::string>{policy::kPolicyPath} : args.policy_dirs;

@@ -350,11 +350,11 @@ class Loader {
   // §1.6: the R4.0 per-service files, with implicit denies after each file
   // for a specific argument.
   Status LoadCompat(int depth) {
+    // A missing legacy directory fails the whole load (so every call is
+    // denied), as in the reference: the package ships the directory empty,
+    // so its absence means a broken install, and guessing "no legacy
+    // rules" could drop denies an admin still relies on.
     const std::string dir = StripTrailingSlashes(options_.legacy_dir);
-    if (!IsDirectory(dir)) {
-      LOG_INFO("legacy policy directory {} does not exist, nothing to include", dir);
-      return Ok();
-    }
     auto names = ListDir(dir);
     if (!names) return tl::unexpected(names.error());
     struct Entry {

@@ -42,7 +42,7 @@ struct LoadOptions {
   // the same-named file of a later one.
   std::vector<std::string> dirs;
   // The R4.0 per-service directory read by !compat-4.0. A missing directory
-  // counts as empty (logged); the reference would crash instead.
+  // makes the load fail (fail closed, as the reference does).
   std::string legacy_dir = kLegacyPolicyPath;
   // Proposed changes to validate before they are made (the policy admin API):
   // a file's resolved absolute path -> its new text, or nullopt for a file

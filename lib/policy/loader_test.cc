@@ -206,6 +206,25 @@ TEST(Loader, ImplicitLegacyDenyNamesTheFileWithLineNone) {
   EXPECT_EQ(dec.reason, "denied by policy " + legacy.path() + "/test.Service+argument:None");
 }
 
+TEST(Loader, CompatWithAMissingLegacyDirectoryFailsTheLoad) {
+  TempDir d, legacy;
+  d.Write("35-compat.policy", "!compat-4.0\n");
+  d.Write("90-default.policy", "* * @anyvm @anyvm allow\n");
+  const std::string missing = legacy.path() + "/absent";
+  auto p = Load({d.path()}, missing);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().message.find(missing), std::string::npos) << p.error().message;
+}
+
+TEST(Loader, CompatWithAnEmptyLegacyDirectoryAddsNoRules) {
+  TempDir d, legacy;
+  d.Write("35-compat.policy", "!compat-4.0\n");
+  d.Write("90-default.policy", "* * @anyvm @anyvm deny\n");
+  auto p = Load({d.path()}, legacy.path());
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(Locations(*p), (std::vector<std::string>{d.path() + "/90-default.policy:1"}));
+}
+
 TEST(Loader, ValidFileNamesFollowTheCharacterRule) {
   EXPECT_TRUE(IsValidPolicyFileName("30-user_x.y.policy"));
   EXPECT_FALSE(IsValidPolicyFileName("30-User.policy"));
