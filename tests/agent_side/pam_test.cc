@@ -166,6 +166,46 @@ TEST_F(PamSession, TheAgentsOwnUsersServicesOpenNoSession) {
   EXPECT_EQ(SessionLog(), std::vector<std::string>{});
 }
 
+// A fork server started through the helper holds the user's session: the
+// agent hands it the calls, and no further session is opened for them.
+TEST_F(PamSession, AForkServerStartedThroughTheHelperRunsCallsInItsOneSession) {
+  std::string sockets = dir_ / "fs";
+  std::filesystem::create_directories(sockets);
+  ::chmod(sockets.c_str(), 0777);
+  SpawnOptions options;
+  options.argv = {BinPath("qrexec-pam-session"), "--pam-confdir=" + (dir_ / "pam.d"), user_, "--",
+                  BinPath("qrexec-fork-server"), sockets + "/fs." + user_ + ".sock"};
+  options.env = VmEnvironment(dir_);
+  options.env["QREXEC_FORK_SERVER_FOREGROUND"] = "1";
+  options.stdin_mode = Stdio::kNull;
+  options.stdout_mode = Stdio::kNull;
+  options.stderr_mode = Stdio::kInherit;
+  auto server = Process::Spawn(options);
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(ConnectUnixRetry(sockets + "/fs." + user_ + ".sock")) << "the fork server did not start";
+
+  agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
+                 std::vector<std::string>{"--pam-session",
+                                          "--pam-session-helper=" + BinPath("qrexec-pam-session"),
+                                          "--pam-confdir=" + (dir_ / "pam.d"),
+                                          "--fork-server-socket=" + sockets + "/fs.%s.sock"});
+  agent_->ConnectDom0();
+  Service("test.Who", "echo \"service $(id -un)\" >> '" + log_ + "'\nid -un\n");
+  // The fork server's handler (the user) joins the data vchan the test
+  // listens on: let it connect.
+  mode_t old_umask = ::umask(0);
+  auto first = RunCall(*agent_, dir_, user_ + ":QUBESRPC test.Who+ work", "", 513);
+  auto second = RunCall(*agent_, dir_, user_ + ":QUBESRPC test.Who+ work", "", 514);
+  ::umask(old_umask);
+  EXPECT_EQ(first.out, user_ + "\n");
+  EXPECT_EQ(second.out, user_ + "\n");
+  EXPECT_EQ(SessionLog(), (std::vector<std::string>{"open_session " + user_, "service " + user_,
+                                                    "service " + user_}));
+  server->Kill(SIGTERM);  // passed on to the fork server; then the session closes
+  EXPECT_EQ(server->Wait(), 128 + SIGTERM);
+  EXPECT_EQ(SessionLog().back(), "close_session " + user_);
+}
+
 TEST_F(PamSession, WithNoPamSessionOtherUsersServicesAreExecutedDirectly) {
   agent_.emplace(dir_);  // the fixture's default: --no-pam-session
   agent_->ConnectDom0();
