@@ -247,7 +247,8 @@ std::optional<PamSessionOptions> ParsePamSessionArgs(int argc, char** argv) {
   return options;
 }
 
-std::vector<std::string> LoginShellArgv(const std::string& shell, const PamSessionOptions& options) {
+std::vector<std::string> LoginShellArgv(const std::string& shell,
+                                        const PamSessionOptions& options) {
   size_t slash = shell.rfind('/');
   std::string argv0 = "-" + (slash == std::string::npos ? shell : shell.substr(slash + 1));
   if (options.shell_command) {
@@ -263,6 +264,9 @@ std::vector<std::string> LoginShellArgv(const std::string& shell, const PamSessi
 
 int RunPamSession(const PamSessionOptions& options) {
   ::openlog("qrexec-pam-session", LOG_PID, LOG_AUTHPRIV);
+  // An inherited SIG_IGN would make the kernel reap the service, and we
+  // could not learn its status.
+  ::signal(SIGCHLD, SIG_DFL);
   auto account = LookUp(options.user);
   if (!account) {
     syslog(LOG_ERR, "no such user: %s", options.user.c_str());
@@ -271,7 +275,8 @@ int RunPamSession(const PamSessionOptions& options) {
   pam_conv conversation{Converse, nullptr};
   pam_handle_t* pam = nullptr;
   const char* confdir = options.pam_confdir ? options.pam_confdir->c_str() : nullptr;
-  int rc = ::pam_start_confdir(kPamServiceName, account->name.c_str(), &conversation, confdir, &pam);
+  int rc =
+      ::pam_start_confdir(kPamServiceName, account->name.c_str(), &conversation, confdir, &pam);
   if (rc != PAM_SUCCESS) {
     syslog(LOG_ERR, "pam_start: %s", ::pam_strerror(pam, rc));
     return kPamExitProblem;

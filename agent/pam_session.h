@@ -56,8 +56,7 @@ std::optional<PamSessionOptions> ParsePamSessionArgs(int argc, char** argv);
 
 // The argv of the login shell, as described in the file comment. `shell` is
 // the program exec'd; argv[0] is "-" + its base name.
-std::vector<std::string> LoginShellArgv(const std::string& shell,
-                                        const PamSessionOptions& options);
+std::vector<std::string> LoginShellArgv(const std::string& shell, const PamSessionOptions& options);
 
 // The whole program after argument parsing; returns the exit status.
 int RunPamSession(const PamSessionOptions& options);

@@ -38,10 +38,10 @@ TEST(PamSessionArgs, ConfdirAndShellCommandAreOptionsBeforeTheUser) {
 TEST(PamSessionArgs, MalformedCommandLinesAreRefused) {
   EXPECT_FALSE(Parse({}));
   EXPECT_FALSE(Parse({"alice"}));
-  EXPECT_FALSE(Parse({"alice", "--"}));                  // no command
-  EXPECT_FALSE(Parse({"alice", "/bin/true"}));           // no "--"
-  EXPECT_FALSE(Parse({"", "--", "/bin/true"}));          // empty user
-  EXPECT_FALSE(Parse({"--bogus", "alice", "--", "x"}));  // unknown option
+  EXPECT_FALSE(Parse({"alice", "--"}));                               // no command
+  EXPECT_FALSE(Parse({"alice", "/bin/true"}));                        // no "--"
+  EXPECT_FALSE(Parse({"", "--", "/bin/true"}));                       // empty user
+  EXPECT_FALSE(Parse({"--bogus", "alice", "--", "x"}));               // unknown option
   EXPECT_FALSE(Parse({"--shell-command", "alice", "--", "a", "b"}));  // one command only
 }
 
@@ -53,9 +53,9 @@ TEST(PamSessionArgs, OptionsAfterTheUserAreNotOptions) {
 
 TEST(LoginShell, ProgramModeExecsTheProgramFromALoginShell) {
   PamSessionOptions options{"alice", std::nullopt, false, {"/srv/svc", "arg with space"}};
-  EXPECT_EQ(LoginShellArgv("/bin/sh", options),
-            (std::vector<std::string>{"-sh", "-c", "exec \"$0\" \"$@\"", "/srv/svc",
-                                      "arg with space"}));
+  EXPECT_EQ(
+      LoginShellArgv("/bin/sh", options),
+      (std::vector<std::string>{"-sh", "-c", "exec \"$0\" \"$@\"", "/srv/svc", "arg with space"}));
 }
 
 TEST(LoginShell, ShellCommandModeRunsTheCommandInTheUsersLoginShell) {

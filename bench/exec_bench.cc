@@ -10,6 +10,7 @@
 //                the extra process and the login shell without the modules
 // Needs root (only root switches users); elsewhere it prints why and writes
 // no metrics. Usage: exec_bench --json FILE [--quick]
+#include <fmt/core.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,8 +20,6 @@
 #include <filesystem>
 #include <string>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "bench_util.h"
 #include "exec/service.h"
@@ -78,9 +77,12 @@ int Run(const std::string& json_path, bool quick) {
   Report report;
   std::string helper = BinDir() + "/qrexec-pam-session";
   const char* skip = nullptr;
-  if (::geteuid() != 0) skip = "needs root (only root switches users)";
-  else if (::getpwnam("nobody") == nullptr) skip = "no user nobody";
-  else if (::access(helper.c_str(), X_OK) != 0) skip = "no qrexec-pam-session (built without libpam)";
+  if (::geteuid() != 0)
+    skip = "needs root (only root switches users)";
+  else if (::getpwnam("nobody") == nullptr)
+    skip = "no user nobody";
+  else if (::access(helper.c_str(), X_OK) != 0)
+    skip = "no qrexec-pam-session (built without libpam)";
   if (skip != nullptr) {
     std::printf("exec_bench: skipped: %s\n", skip);
     report.Finish(json_path);
@@ -94,7 +96,8 @@ int Run(const std::string& json_path, bool quick) {
   std::filesystem::create_directories(dir / "pam.d");
   std::filesystem::create_directories(dir / "minimal.d");
   std::filesystem::create_symlink("/bin/true", dir / "rpc/bench.True");
-  std::filesystem::copy_file(std::string(QREXEC_SOURCE_DIR) + "/dist/pam/qrexec", dir / "pam.d/qrexec");
+  std::filesystem::copy_file(std::string(QREXEC_SOURCE_DIR) + "/dist/pam/qrexec",
+                             dir / "pam.d/qrexec");
   WriteText(dir / "minimal.d/qrexec",
             "auth required pam_permit.so\naccount required pam_permit.so\n"
             "session required pam_permit.so\n");

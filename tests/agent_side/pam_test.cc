@@ -25,8 +25,8 @@ namespace qrexec::harness::agent_side {
 namespace {
 
 constexpr const char* kPamModuleDirs[] = {"/lib/x86_64-linux-gnu/security",
-                                          "/usr/lib/x86_64-linux-gnu/security",
-                                          "/lib/security", "/usr/lib/security"};
+                                          "/usr/lib/x86_64-linux-gnu/security", "/lib/security",
+                                          "/usr/lib/security"};
 
 bool HavePamModule(const std::string& name) {
   for (const char* dir : kPamModuleDirs)
@@ -82,11 +82,11 @@ class PamSession : public ::testing::Test {
 
   // The qrexec stack: `account` lines as given, the rest fixed.
   void WritePamStack(const std::string& confdir, const std::string& account) {
-    WriteFile(confdir + "/qrexec",
-              "auth     required pam_permit.so\n" + account +
-                  "session  required pam_exec.so " + (dir_ / "hook") + "\n"
-                  "session  required pam_env.so conffile=" + (dir_ / "env.conf") +
-                  " readenv=0\n");
+    WriteFile(confdir + "/qrexec", "auth     required pam_permit.so\n" + account +
+                                       "session  required pam_exec.so " + (dir_ / "hook") +
+                                       "\n"
+                                       "session  required pam_env.so conffile=" +
+                                       (dir_ / "env.conf") + " readenv=0\n");
   }
   void StartAgent(const std::string& confdir) {
     agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
@@ -109,11 +109,12 @@ class PamSession : public ::testing::Test {
 TEST_F(PamSession, ServiceRunsAsTheUserInsideASessionOpenedAndClosedAroundIt) {
   StartAgent(dir_ / "pam.d");
   Service("test.Who",
-          "echo \"service $(id -un)\" >> '" + log_ + "'\n"
-          "echo \"$(id -un) $HOME $USER $LOGNAME $(pwd)\"\n"
-          "echo \"pam=$PAM_TEST_VAR profile=$PROFILE_RAN remote=$QREXEC_REMOTE_DOMAIN\"\n"
-          "cat\n"
-          "exit 3\n");
+          "echo \"service $(id -un)\" >> '" + log_ +
+              "'\n"
+              "echo \"$(id -un) $HOME $USER $LOGNAME $(pwd)\"\n"
+              "echo \"pam=$PAM_TEST_VAR profile=$PROFILE_RAN remote=$QREXEC_REMOTE_DOMAIN\"\n"
+              "cat\n"
+              "exit 3\n");
   auto output = RunCall(*agent_, dir_, user_ + ":QUBESRPC test.Who+ work", "stdin data");
   EXPECT_EQ(output.out, user_ + " " + home_ + " " + user_ + " " + user_ + " " + home_ + "\n" +
                             "pam=from-pam profile=yes remote=work\nstdin data");
@@ -129,8 +130,8 @@ TEST_F(PamSession, ASignalThatKillsTheServiceIsReportedAs128PlusItsNumber) {
   Service("test.Die", "kill -TERM $$\n");
   auto output = RunCall(*agent_, dir_, user_ + ":QUBESRPC test.Die+ work");
   EXPECT_EQ(output.exit_code, 128 + SIGTERM);
-  EXPECT_EQ(SessionLog(), (std::vector<std::string>{"open_session " + user_,
-                                                    "close_session " + user_}));
+  EXPECT_EQ(SessionLog(),
+            (std::vector<std::string>{"open_session " + user_, "close_session " + user_}));
 }
 
 TEST_F(PamSession, TheServiceArgumentReachesTheServiceUnchanged) {
@@ -182,7 +183,8 @@ TEST_F(PamSession, AForkServerStartedThroughTheHelperRunsCallsInItsOneSession) {
   options.stderr_mode = Stdio::kInherit;
   auto server = Process::Spawn(options);
   ASSERT_TRUE(server);
-  ASSERT_TRUE(ConnectUnixRetry(sockets + "/fs." + user_ + ".sock")) << "the fork server did not start";
+  ASSERT_TRUE(ConnectUnixRetry(sockets + "/fs." + user_ + ".sock"))
+      << "the fork server did not start";
 
   agent_.emplace(dir_, kVmDomain, std::map<std::string, std::string>{},
                  std::vector<std::string>{"--pam-session",
