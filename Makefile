@@ -11,7 +11,7 @@ DEB_PACKAGES = build-essential cmake ninja-build g++ clang libclang-rt-14-dev \
   libexpected-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev \
   libgtest-dev libgmock-dev libbenchmark-dev pkg-config groff-base \
   bubblewrap graphviz python3 procps iproute2 util-linux libseccomp-dev \
-  dpkg-dev lintian systemd mmdebstrap e2fsprogs
+  dpkg-dev lintian systemd mmdebstrap e2fsprogs libpam0g-dev
 
 all: build
 

@@ -40,7 +40,8 @@ Agent::Agent(event::Loop& loop, vchan::Transport& transport, const AgentOptions&
           loop, call_budget_,
           {.use_fork_server = options.use_fork_server,
            .fork_server_socket_format = options.fork_server_socket_format,
-           .use_warm_handlers = options.use_warm_handlers},
+           .use_warm_handlers = options.use_warm_handlers,
+           .pam_session = PamSessionFromOptions(options)},
           {.on_terminated = [this](const proto::ConnectionTerminated& m) { SendTerminated(m); }}) {
   trigger_budget_.SetOnRelease([this] { triggers_.ResumeAccepting(); });
 }

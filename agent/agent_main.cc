@@ -1,4 +1,6 @@
 // qrexec-agent: see man/qrexec-agent.1 and agent/agent.h.
+#include <unistd.h>
+
 #include <variant>
 
 #include "agent/agent.h"
@@ -22,8 +24,16 @@ int main(int argc, char** argv) {
     LOG_ERROR("cannot set up vchan: {}", transport.error().ToString());
     return 1;
   }
+  const auto& options = std::get<agent::AgentOptions>(parsed);
+  // Not fatal: the agent's own user's services do not need the helper; the
+  // others fail with 125 until it is installed (or --no-pam-session).
+  if (options.use_pam_session && ::getuid() == 0 &&
+      ::access(options.pam_session_helper.c_str(), X_OK) != 0)
+    LOG_WARNING("PAM session helper {} is missing: services for other users will fail "
+                "(--no-pam-session runs them directly)",
+                options.pam_session_helper);
   event::Loop loop;
-  agent::Agent agent(loop, **transport, std::get<agent::AgentOptions>(parsed));
+  agent::Agent agent(loop, **transport, options);
   if (auto started = agent.Start(); !started) {
     LOG_ERROR("cannot start: {}", started.error().ToString());
     return 1;

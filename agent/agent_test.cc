@@ -63,6 +63,33 @@ TEST(AgentOptions, LongAndShortFormsAreAccepted) {
   EXPECT_FALSE(options.use_fork_server);
 }
 
+TEST(AgentOptions, PamSessionIsOnByDefaultWithTheInstalledHelper) {
+  Args args{"qrexec-agent"};
+  auto parsed = ParseAgentArgs(args.argc(), args.argv());
+  auto helper = PamSessionFromOptions(std::get<AgentOptions>(parsed));
+  if (!QREXEC_PAM_DEFAULT) {
+    EXPECT_FALSE(helper) << "built without libpam: direct exec by default";
+    return;
+  }
+  ASSERT_TRUE(helper);
+  EXPECT_EQ(helper->path, "/usr/lib/qubes/qrexec-pam-session");
+  EXPECT_EQ(helper->confdir, "");
+}
+
+TEST(AgentOptions, PamSessionCanBeTurnedOffOrPointedElsewhere) {
+  Args off{"qrexec-agent", "--no-pam-session"};
+  auto parsed_off = ParseAgentArgs(off.argc(), off.argv());
+  EXPECT_FALSE(PamSessionFromOptions(std::get<AgentOptions>(parsed_off)));
+
+  Args on{"qrexec-agent", "--no-pam-session", "--pam-session", "--pam-session-helper=/x/h",
+          "--pam-confdir=/x/pam.d"};
+  auto parsed_on = ParseAgentArgs(on.argc(), on.argv());
+  auto helper = PamSessionFromOptions(std::get<AgentOptions>(parsed_on));
+  ASSERT_TRUE(helper);
+  EXPECT_EQ(helper->path, "/x/h");
+  EXPECT_EQ(helper->confdir, "/x/pam.d");
+}
+
 TEST(AgentOptions, HelpAndUnknownOptionsExitTwo) {
   for (const char* bad : {"-h", "--help", "-x"}) {
     Args args{"qrexec-agent", bad};

@@ -26,7 +26,9 @@ CallLauncher::CallLauncher(event::Loop& loop, ConnectionBudget& budget, Settings
       budget_(budget),
       settings_(std::move(settings)),
       handlers_(std::move(handlers)),
-      warm_(loop, ctx_, exec::UserPrefix::kPresent, [this](uint64_t id) { Finish(id); }) {}
+      warm_(loop, ctx_, exec::UserPrefix::kPresent, [this](uint64_t id) { Finish(id); }) {
+  ctx_.pam_session = settings_.pam_session;
+}
 
 CallLauncher::~CallLauncher() = default;
 

@@ -45,6 +45,9 @@ class CallLauncher {
     bool use_fork_server = true;
     std::string fork_server_socket_format;  // "%s" = user name
     bool use_warm_handlers = true;
+    // Services for other users start through this helper (docs/pam.md);
+    // nullopt = direct exec.
+    std::optional<exec::PamSessionHelper> pam_session;
   };
   struct Handlers {
     std::function<void(const proto::ConnectionTerminated&)> on_terminated;

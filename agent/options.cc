@@ -28,9 +28,17 @@ void PrintAgentUsage(const char* argv0) {
                "                               MSG_EXEC_CMDLINE calls (they outlive calls)\n"
                "      --trigger-timeout=SECONDS drop a trigger-socket client that has not sent\n"
                "                               its request by then (default %g; may be a\n"
-               "                               fraction)\n",
+               "                               fraction)\n"
+               "      --no-pam-session         run other users' services directly, without a\n"
+               "                               PAM session and login shell%s\n"
+               "      --pam-session            run them through the PAM session helper%s\n"
+               "      --pam-session-helper=PATH the helper (default %s)\n"
+               "      --pam-confdir=DIR        PAM configuration directory for the helper\n"
+               "                               (tests; default /etc/pam.d)\n",
                argv0, kDefaultAgentSocket, kDefaultForkServerSocketFormat,
-               std::chrono::duration<double>(kDefaultTriggerTimeout).count());
+               std::chrono::duration<double>(kDefaultTriggerTimeout).count(),
+               QREXEC_PAM_DEFAULT ? "" : " (default)", QREXEC_PAM_DEFAULT ? " (default)" : "",
+               kDefaultPamSessionHelper);
 }
 
 void PrintClientVmUsage(const char* argv0, FILE* stream = stderr) {
@@ -72,6 +80,10 @@ enum LongOnly : int {
   kForkPerCall,
   kWarmHandlers,
   kTriggerTimeout,
+  kNoPamSession,
+  kPamSession,
+  kPamSessionHelper,
+  kPamConfdir,
 };
 
 // Seconds (a fraction allowed) from 0.001 to 3600, as milliseconds.
@@ -149,6 +161,10 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
       {"fork-per-call", no_argument, nullptr, kForkPerCall},
       {"warm-handlers", no_argument, nullptr, kWarmHandlers},
       {"trigger-timeout", required_argument, nullptr, kTriggerTimeout},
+      {"no-pam-session", no_argument, nullptr, kNoPamSession},
+      {"pam-session", no_argument, nullptr, kPamSession},
+      {"pam-session-helper", required_argument, nullptr, kPamSessionHelper},
+      {"pam-confdir", required_argument, nullptr, kPamConfdir},
       {nullptr, 0, nullptr, 0},
   };
   AgentOptions options;
@@ -178,6 +194,18 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
           return ExitNow{2};
         }
         break;
+      case kNoPamSession:
+        options.use_pam_session = false;
+        break;
+      case kPamSession:
+        options.use_pam_session = true;
+        break;
+      case kPamSessionHelper:
+        options.pam_session_helper = optarg;
+        break;
+      case kPamConfdir:
+        options.pam_confdir = optarg;
+        break;
       default:
         PrintAgentUsage(argv[0]);
         return ExitNow{2};
@@ -188,6 +216,11 @@ Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv) {
   for (int i = optind; i < argc; ++i)
     std::fprintf(stderr, "%s: ignoring stray argument: %s\n", argv[0], argv[i]);
   return options;
+}
+
+std::optional<exec::PamSessionHelper> PamSessionFromOptions(const AgentOptions& options) {
+  if (!options.use_pam_session) return std::nullopt;
+  return exec::PamSessionHelper{options.pam_session_helper, options.pam_confdir};
 }
 
 Parsed<ClientVmOptions> ParseClientVmArgs(int argc, char** argv) {

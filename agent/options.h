@@ -10,11 +10,17 @@
 #include <variant>
 #include <vector>
 
+#include "exec/service.h"
+
 namespace qrexec::agent {
 
 inline constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
 inline constexpr const char* kDefaultForkServerSocketFormat =
     "/var/run/qubes/qrexec-server.%s.sock";
+inline constexpr const char* kDefaultPamSessionHelper = "/usr/lib/qubes/qrexec-pam-session";
+#ifndef QREXEC_PAM_DEFAULT
+#define QREXEC_PAM_DEFAULT 1
+#endif
 
 // A parser's verdict when the program must not run: exit with this status.
 struct ExitNow {
@@ -30,7 +36,8 @@ using Parsed = std::variant<T, ExitNow>;
 inline constexpr std::chrono::milliseconds kDefaultTriggerTimeout{5000};
 
 // qrexec-agent [-h] [-a PATH] [-s FMT] [-S] [--fork-per-call]
-// [--trigger-timeout=SECONDS]. Usage and -h exit 2.
+// [--trigger-timeout=SECONDS] [--no-pam-session | --pam-session]
+// [--pam-session-helper=PATH] [--pam-confdir=DIR]. Usage and -h exit 2.
 struct AgentOptions {
   std::string agent_socket = kDefaultAgentSocket;
   // `%s` is replaced by the user name.
@@ -41,7 +48,18 @@ struct AgentOptions {
   // agent's children to end. --warm-handlers opts in (warm_handlers.h).
   bool use_warm_handlers = false;
   std::chrono::milliseconds trigger_timeout = kDefaultTriggerTimeout;
+  // docs/pam.md: a service for a user other than ours runs in a PAM session
+  // through this helper; off (--no-pam-session, or a build without libpam)
+  // = direct exec.
+  bool use_pam_session = QREXEC_PAM_DEFAULT != 0;
+  std::string pam_session_helper = kDefaultPamSessionHelper;
+  // Test-only: the PAM configuration directory the helper reads (empty =
+  // /etc/pam.d). Comes from root's command line only.
+  std::string pam_confdir;
 };
+
+// The CallLauncher setting the options ask for (nullopt = direct exec).
+std::optional<exec::PamSessionHelper> PamSessionFromOptions(const AgentOptions& options);
 Parsed<AgentOptions> ParseAgentArgs(int argc, char** argv);
 
 // Tri-state for the escape filters: unset means "decide from isatty()".

@@ -14,7 +14,7 @@ for program in "$build"/bench/*_bench "$source"/bench/*_bench.sh; do
   echo "== $name"
   QREXEC_BIN_DIR="$build/bin" "$program" --json "$out/$name.json" --quick
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$build" <<'PY'
 import glob, json, os, sys
 metrics = {}
 for path in glob.glob(sys.argv[1] + "/*.json"):
@@ -29,6 +29,8 @@ required = ["latency.floor.spawn.p50", "latency.vm_to_vm.socket.p50", "latency.v
             "latency.vm_to_vm.socket.fork_per_call.p50"]
 if os.geteuid() == 0 and any(os.access(os.path.join(d, "bwrap"), os.X_OK) for d in os.environ["PATH"].split(":")):
     required.append("latency.vm_to_vm.host.p50")
+if os.geteuid() == 0 and os.access(os.path.join(sys.argv[2], "bin", "qrexec-pam-session"), os.X_OK):
+    required += ["exec.other_user.direct.p50", "exec.other_user.pam.p50", "exec.other_user.pam_ratio"]
 missing = [n for n in required if n not in metrics]
 failed = {n: v for n, v in metrics.items() if n.endswith("failures") and v != 0}
 print(f"{len(metrics)} metrics; missing: {missing or 'none'}; failures: {failed or 'none'}")

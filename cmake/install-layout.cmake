@@ -32,6 +32,7 @@ endfunction()
 qrexec_install_program(qrexec-agent         vm   ${QREXEC_LIBEXEC_DIR})
 qrexec_install_program(qrexec-client-vm     vm   bin)
 qrexec_install_program(qrexec-fork-server   vm   bin)
+qrexec_install_program(qrexec-pam-session   vm   ${QREXEC_LIBEXEC_DIR})
 qrexec_install_program(qrexec-policy-agent  vm   bin)
 # --- dom0 ---
 qrexec_install_program(qrexec-daemon        dom0 sbin)
@@ -58,6 +59,11 @@ foreach(service policy.Ask policy.Notify)
     COMPONENT vm)
 endforeach()
 install(FILES ${dist}/rpc-config/README DESTINATION ${QREXEC_RPC_CONFIG_DIR} COMPONENT vm)
+# The PAM stack qrexec-pam-session opens sessions of (docs/pam.md); only
+# with the helper that uses it.
+if(TARGET qrexec-pam-session)
+  install(FILES ${dist}/pam/qrexec DESTINATION /etc/pam.d COMPONENT vm)
+endif()
 install(FILES ${dist}/systemd/qubes-qrexec-agent.service
         DESTINATION ${QREXEC_UNIT_DIR} COMPONENT vm)
 install(FILES ${dist}/systemd/qrexec-volatile-config.conf

@@ -18,7 +18,7 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 
 set(CPACK_DEBIAN_VM_PACKAGE_NAME qrexec-cpp-vm)
 set(CPACK_COMPONENT_VM_DESCRIPTION
-    "qrexec agent side for a qube\n The agent, qrexec-client-vm and the fork server, with the qube's\n default services and systemd unit.")
+    "qrexec agent side for a qube\n The agent, qrexec-client-vm, the fork server and the PAM session\n helper, with the qube's default services, PAM stack and systemd unit.")
 set(CPACK_DEBIAN_DOM0_PACKAGE_NAME qrexec-cpp-dom0)
 set(CPACK_COMPONENT_DOM0_DESCRIPTION
     "qrexec admin side\n The per-domain qrexec-daemon, qrexec-client, the policy daemon and\n policy tools, with the default policy and systemd units.")
@@ -35,6 +35,9 @@ file(WRITE ${conffiles_dir}/vm/conffiles
 "/etc/qubes-rpc/qubes.WaitForSession
 /etc/qubes/rpc-config/README
 ")
+if(TARGET qrexec-pam-session)
+  file(APPEND ${conffiles_dir}/vm/conffiles "/etc/pam.d/qrexec\n")
+endif()
 file(WRITE ${conffiles_dir}/dom0/conffiles
 "/etc/qubes/policy.d/35-compat.policy
 /etc/qubes/policy.d/90-admin-policy-default.policy

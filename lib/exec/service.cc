@@ -69,8 +69,32 @@ void SetUserVariables(std::vector<std::string>& env, const UserIdentity& user) {
 
 StartFailure Failure(int exit_code, Error error) { return StartFailure{exit_code, std::move(error)}; }
 
+// Does this service go through the PAM session helper? Only when we switch
+// to another user (ResolveRunAs gives an identity only when we are root).
+bool UsesPamSession(const ExecContext& ctx, const std::optional<UserIdentity>& run_as) {
+  return ctx.pam_session && run_as && run_as->uid != ::geteuid();
+}
+
+// The helper runs as we are (root) and switches user itself, after PAM.
+SpawnSpec ThroughPamSession(SpawnSpec spec, const PamSessionHelper& helper,
+                            const UserIdentity& user, bool shell_command,
+                            const std::vector<std::string>& command) {
+  spec.path = helper.path;
+  spec.argv = PamSessionArgv(helper, user.name, shell_command, command);
+  return spec;
+}
+
 StartedService SpawnWith(SpawnSpec spec, std::optional<UserIdentity> run_as,
-                         const StartOptions& options) {
+                         const StartOptions& options, bool through_helper = false) {
+  if (through_helper) {
+    spec.stdin_io = options.stdin_io;
+    spec.stdout_io = options.stdout_io;
+    spec.stderr_io = options.stderr_io;
+    auto child = ChildProcess::Spawn(spec);
+    // A missing helper is a broken installation, not a missing service.
+    if (!child) return Failure(kExitProblem, child.error());
+    return StartedProcess{std::move(*child)};
+  }
   if (run_as) {
     SetUserVariables(spec.env, *run_as);
     spec.working_dir = run_as->home;
@@ -151,6 +175,18 @@ std::vector<std::string> BuildServiceEnvironment(const char* const* base, const 
   return env;
 }
 
+std::vector<std::string> PamSessionArgv(const PamSessionHelper& helper, const std::string& user,
+                                        bool shell_command,
+                                        const std::vector<std::string>& command) {
+  std::vector<std::string> argv{helper.path};
+  if (!helper.confdir.empty()) argv.push_back("--pam-confdir=" + helper.confdir);
+  if (shell_command) argv.emplace_back("--shell-command");
+  argv.push_back(user);
+  argv.emplace_back("--");
+  argv.insert(argv.end(), command.begin(), command.end());
+  return argv;
+}
+
 std::vector<std::string> BuildServiceArgv(const std::string& path, const RpcCall& call) {
   std::vector<std::string> argv{path};
   if (call.argument && !call.argument->empty()) argv.push_back(*call.argument);
@@ -183,6 +219,11 @@ StartedService StartService(const ServicePlan& plan, const ExecContext& ctx,
     for (const char* const* entry = base; entry != nullptr && *entry != nullptr; ++entry)
       if (!VariableName(*entry).empty()) spec.env.emplace_back(*entry);
     SetVariable(spec.env, "QREXEC_AGENT_PID", std::to_string(agent_pid));
+    if (UsesPamSession(ctx, *run_as)) {
+      spec = ThroughPamSession(std::move(spec), *ctx.pam_session, **run_as, true,
+                               {plan.command.shell_command});
+      return SpawnWith(std::move(spec), std::nullopt, options, true);
+    }
     return SpawnWith(std::move(spec), std::move(*run_as), options);
   }
 
@@ -224,6 +265,11 @@ StartedService StartService(const ServicePlan& plan, const ExecContext& ctx,
   spec.path = executable.path;
   spec.argv = BuildServiceArgv(executable.path, call);
   spec.env = BuildServiceEnvironment(base, call, agent_pid);
+  if (UsesPamSession(ctx, *run_as)) {
+    std::vector<std::string> command = spec.argv;  // spec is moved below
+    spec = ThroughPamSession(std::move(spec), *ctx.pam_session, **run_as, false, command);
+    return SpawnWith(std::move(spec), std::nullopt, options, true);
+  }
   return SpawnWith(std::move(spec), std::move(*run_as), options);
 }
 

@@ -10,11 +10,16 @@
 //   std::visit(overloaded{[](StartedProcess&) ..., [](StartedSocket&) ...,
 //                         [](StartFailure& f) { exit code f.exit_code }}, s);
 //
-// Choice documented here: RPC services are exec'd directly, never through
-// `/bin/sh -lc` (a login shell) as Qubes does, and no PAM session is opened.
-// The service gets exactly the environment below; no profile script can
-// change what policy approved (QSB-038). Only legacy (non-RPC, dom0-only)
-// commands go through a shell: `$SHELL -c CMD`.
+// Two ways to start an executable service (docs/pam.md):
+//  * direct (the default of ExecContext, and always when the service runs as
+//    the user we are): execve() with exactly the environment below, no
+//    shell; legacy (non-RPC, dom0-only) commands as `$SHELL -c CMD`;
+//  * through the PAM session helper (ExecContext::pam_session, set by the
+//    agent unless --no-pam-session) when we are root and the service's user
+//    is another: `qrexec-pam-session USER -- SERVICE [ARG]` opens a PAM
+//    session of the `qrexec` service and runs the service from `/bin/sh` as
+//    a login shell (legacy commands: `--shell-command`, the user's login
+//    shell), as Qubes does.
 #pragma once
 
 #include <sys/types.h>
@@ -35,6 +40,13 @@
 
 namespace qrexec::exec {
 
+// The PAM session helper (agent/pam_session.h) and its test-only PAM
+// configuration directory (empty: the system's /etc/pam.d).
+struct PamSessionHelper {
+  std::string path;
+  std::string confdir;
+};
+
 struct ExecContext {
   SearchPath service_path = SearchPath::ServicesFromEnvironment();
   SearchPath config_path = SearchPath::RpcConfigFromEnvironment();
@@ -46,6 +58,9 @@ struct ExecContext {
   // Environment the service environment is derived from (NULL-terminated
   // "NAME=value" array); nullptr = this process's `environ`.
   const char* const* base_environment = nullptr;
+  // Set: services for a user other than ours start through this helper.
+  // Unset: direct exec (dom0, the fork server, --no-pam-session).
+  std::optional<PamSessionHelper> pam_session;
 };
 
 // A command with its rpc-config loaded and its service looked up.
@@ -123,6 +138,12 @@ StartedService ParseAndStartService(std::string_view untrusted_command, UserPref
 // QREXEC_AGENT_PID=agent_pid.
 std::vector<std::string> BuildServiceEnvironment(const char* const* base, const RpcCall& call,
                                                  pid_t agent_pid);
+// The helper's argv: HELPER [--pam-confdir=DIR] [--shell-command] USER --
+// COMMAND... (`shell_command`: COMMAND is one shell command line).
+std::vector<std::string> PamSessionArgv(const PamSessionHelper& helper, const std::string& user,
+                                        bool shell_command,
+                                        const std::vector<std::string>& command);
+
 // §4.6: [path, ARG] when ARG is non-empty, else [path].
 std::vector<std::string> BuildServiceArgv(const std::string& path, const RpcCall& call);
 

@@ -255,6 +255,54 @@ TEST_F(ServiceTest, RootSwitchesToTheRequestedUser) {
   EXPECT_EQ(out, std::to_string(pw->pw_uid) + "\nnobody " + home + "\n1\n");
 }
 
+TEST(PamSessionArgv, NamesTheUserThenTheCommandAfterADoubleDash) {
+  EXPECT_EQ(PamSessionArgv({"/h", ""}, "alice", false, {"/srv/x", "arg"}),
+            (std::vector<std::string>{"/h", "alice", "--", "/srv/x", "arg"}));
+  EXPECT_EQ(PamSessionArgv({"/h", "/t/pam.d"}, "bob", true, {"echo hi"}),
+            (std::vector<std::string>{"/h", "--pam-confdir=/t/pam.d", "--shell-command", "bob",
+                                      "--", "echo hi"}));
+}
+
+// The helper here is a stand-in that prints what it was given; the real one
+// is tested in agent/pam_session_test.cc and tests/agent_side/pam_test.cc.
+class PamRouting : public ServiceTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: only root switches users";
+    if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody";
+    helper_ = dir_.path() + "/helper";
+    WriteScript(helper_, "echo \"uid=$(id -u) $*\"; echo \"pid=$QREXEC_AGENT_PID\"");
+    ctx_.pam_session = PamSessionHelper{helper_, ""};
+  }
+  std::string helper_;
+};
+
+TEST_F(PamRouting, AnotherUsersServiceStartsThroughTheHelperAsRoot) {
+  WriteScript(services_ + "/test.Svc", "echo direct");
+  auto [code, out] = Run("nobody:QUBESRPC test.Svc+arg work");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, "uid=0 nobody -- " + services_ + "/test.Svc arg\npid=4242\n");
+}
+
+TEST_F(PamRouting, LegacyCommandsGoThroughTheHelpersShellCommandMode) {
+  auto [code, out] = Run("nobody:echo hi");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, "uid=0 --shell-command nobody -- echo hi\npid=4242\n");
+}
+
+TEST_F(PamRouting, OurOwnUsersServiceIsExecutedDirectly) {
+  WriteScript(services_ + "/test.Svc", "echo direct");
+  auto [code, out] = Run(user_ + ":QUBESRPC test.Svc+ work");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, "direct\n");
+}
+
+TEST_F(PamRouting, AMissingHelperFailsTheCallWith125) {
+  WriteScript(services_ + "/test.Svc", "echo direct");
+  ctx_.pam_session->path = dir_.path() + "/no-such-helper";
+  EXPECT_EQ(Run("nobody:QUBESRPC test.Svc+ work").first, 125);
+}
+
 TEST_F(ServiceTest, LegacyCommandStartingWithADashIsNotAShellOption) {
   // Run as `sh -c -- -x`: the shell looks for a command named "-x" (127)
   // instead of taking -x as its own option.

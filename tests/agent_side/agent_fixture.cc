@@ -38,7 +38,10 @@ AgentUnderTest::AgentUnderTest(const TempDir& dir, int domain,
                                std::vector<std::string> args)
     : dir_(dir), domain_(domain) {
   SpawnOptions options;
-  options.argv = {BinPath("qrexec-agent"), "--agent-socket=" + agent_socket()};
+  // Direct exec unless a test asks for the PAM session (--pam-session in
+  // `args`, which comes later and wins): the tests that switch users are
+  // about users, and the system's /etc/pam.d is none of their business.
+  options.argv = {BinPath("qrexec-agent"), "--agent-socket=" + agent_socket(), "--no-pam-session"};
   options.argv.insert(options.argv.end(), args.begin(), args.end());
   options.env = VmEnvironment(dir, domain);
   for (auto& [k, v] : extra_env) options.env[k] = v;

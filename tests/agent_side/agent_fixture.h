@@ -42,7 +42,8 @@ std::string RpcCommand(const std::string& service, const std::string& source = "
 std::map<std::string, std::string> VmEnvironment(const TempDir& dir, int domain = kVmDomain);
 
 // A qrexec-agent under test, started with --no-fork-server (unless
-// `extra_args` say otherwise) and --agent-socket=<dir>/agent.sock.
+// `extra_args` say otherwise), --no-pam-session (`--pam-session` in `args`
+// turns it back on) and --agent-socket=<dir>/agent.sock.
 class AgentUnderTest {
  public:
   explicit AgentUnderTest(const TempDir& dir, int domain = kVmDomain,
