@@ -41,6 +41,11 @@ qrexec_install_program(qrexec-policy-daemon dom0 bin)
 qrexec_install_program(qrexec-policy-exec   dom0 bin)
 qrexec_install_program(qrexec-policy-graph  dom0 bin)
 qrexec_install_program(qubes-policy-lint    dom0 bin)
+qrexec_install_program(qubes-policy-admin   dom0 bin)
+qrexec_install_program(qubes-policy         dom0 bin)
+qrexec_install_program(qubes-policy-editor  dom0 bin)
+qrexec_install_program(qrexec-policy-restore dom0 bin)
+qrexec_install_program(qrexec-legacy-convert dom0 bin)
 # --- host ---
 qrexec_install_program(qrexec-host          host bin)
 qrexec_install_program(qrexec-sandbox-init  host ${QREXEC_LIBEXEC_DIR})
@@ -80,6 +85,18 @@ install(FILES ${dist}/policy.d/include/admin-policy-ro
 # The R4.0 policy directory, shipped empty: !compat-4.0 in 35-compat.policy
 # fails the whole policy load (denies every call) when it is missing.
 install(DIRECTORY DESTINATION ${QREXEC_RPC_DIR}/policy COMPONENT dom0)
+install(DIRECTORY DESTINATION ${QREXEC_RPC_DIR}/policy/include COMPONENT dom0)
+# The policy admin API: nine dom0 services, each a link to qubes-policy-admin,
+# which learns the service it runs as from QREXEC_SERVICE_FULL_NAME (set by
+# qrexec for every service), not from argv[0].
+foreach(service policy.List policy.Get policy.Replace policy.Remove
+                policy.include.List policy.include.Get policy.include.Replace
+                policy.include.Remove policy.GetFiles)
+  install(CODE "file(MAKE_DIRECTORY \"\$ENV{DESTDIR}${QREXEC_RPC_DIR}\")
+    file(CREATE_LINK /usr/bin/qubes-policy-admin
+         \"\$ENV{DESTDIR}${QREXEC_RPC_DIR}/${service}\" SYMBOLIC)"
+    COMPONENT dom0)
+endforeach()
 install(PROGRAMS ${dist}/qubes-rpc-dom0/policy.RegisterArgument
         DESTINATION ${QREXEC_RPC_DIR} COMPONENT dom0)
 install(FILES ${dist}/systemd/qubes-qrexec-policy-daemon.service
