@@ -197,6 +197,10 @@ class Engine final : public Stream {
   int child_status_ = 0;
 
   bool single_socket_ = false;  // source 0 reads the socket of sink 0
+  // With switch_on_sigusr1: a dup of sink 0's socket, kept after that sink
+  // closes (EOF passed on with shutdown(SHUT_WR)), so that a program that
+  // asks for the switch after its input ended can still send through it.
+  UniqueFd switch_socket_;
   event::SignalWatch sigusr1_;
 
   bool finished_ = false;

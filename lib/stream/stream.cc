@@ -150,6 +150,11 @@ Status Engine::InitService(ServiceConfig& config) {
 }
 
 Status Engine::StartRunning(bool switch_on_sigusr1) {
+  if (switch_on_sigusr1 && !single_socket_ && !sinks_[0].closed && sinks_[0].local.is_socket) {
+    auto copy = DupSocket(sinks_[0].local.fd);
+    if (!copy) return tl::unexpected(copy.error());
+    switch_socket_ = std::move(*copy);
+  }
   if (switch_on_sigusr1) {
     auto watch = loop_.WatchSignal(SIGUSR1, [this](int) {
       if (auto s = SwitchToSingleSocket(); !s) LOG_WARNING("SIGUSR1: {}", s.error().message);
@@ -171,14 +176,20 @@ Status Engine::StartRunning(bool switch_on_sigusr1) {
 Status Engine::SwitchToSingleSocket() {
   if (single_socket_) return Ok();
   Sink& sink = sinks_[0];
-  if (finished_ || sink.closed || !sink.local.is_socket) {
-    return MakeError(ErrorKind::kInternal, "single-socket switch: no open input socket");
+  // The socket to read from: sink 0 while it is open, else the copy kept for
+  // the switch (its write side is already shut down).
+  int socket_fd = -1;
+  if (!sink.closed && sink.local.is_socket) socket_fd = sink.local.fd;
+  if (socket_fd < 0 && switch_socket_.valid()) socket_fd = switch_socket_.get();
+  if (finished_ || socket_fd < 0) {
+    return MakeError(ErrorKind::kInternal, "single-socket switch: no input socket");
   }
   if (sources_[0].eof) {
     return MakeError(ErrorKind::kInternal, "single-socket switch: output already ended");
   }
-  auto copy = DupSocket(sink.local.fd);
+  auto copy = DupSocket(socket_fd);
   if (!copy) return tl::unexpected(copy.error());
+  switch_socket_.reset();
   LOG_DEBUG("switching to single-socket mode");
   StopSource(0);  // the old output is dropped without an EOF
   if (auto s = OpenSource(0, std::move(*copy), sources_[0].type); !s) {
@@ -421,6 +432,13 @@ void Engine::CheckCallerDone() {
     rx_.Release();
     StopSource(0);
     tx_.Release();
+    // Pass the end on to the local side once what it still has to take is
+    // written (§2.7): a LOCAL_PROGRAM then sees EOF on its stdin and can
+    // exit, which the call waits for.
+    for (size_t i = 0; i < sinks_.size(); ++i) {
+      sinks_[i].eof_pending = true;
+      if (sinks_[i].buf.empty()) CloseSink(i, /*discard=*/false);
+    }
   }
   if (!got_exit_) return;
   bool vchan_done = tx_.empty() || vchan_write_dead_ || vchan_read_eof_;
@@ -466,6 +484,7 @@ void Engine::CloseAll() {
   tx_.Release();
   child_watch_.Reset();
   sigusr1_.Reset();
+  switch_socket_.reset();
   stderr_copy_.reset();
 }
 

@@ -179,6 +179,9 @@ struct ServiceConfig {
 // after every fd the stream owns has been closed:
 //  * caller: the exit status to use (remote code, 255 when the vchan closed
 //    first, combined with the local program's), or an error for a broken
+//    peer. A vchan that closes first also ends the local outputs (after
+//    what they still hold is written), so a local program sees EOF on its
+//    stdin; the call still waits for that program to exit. Errors: a broken
 //    peer (kMalformed: bad hello, len > max chunk, unknown type) or a local
 //    failure (kInternal).
 //  * service: the exit code sent, or kMalformed (bad peer), kDisconnected
@@ -210,8 +213,12 @@ class Stream {
   // for both directions. From now on the stream stops reading the old output
   // (service: child stdout; caller: `in`), closes it without sending an EOF,
   // and reads the data to send from the socket it writes received data to
-  // (service: child_stdin; caller: `out`). Idempotent. kInternal when that
-  // fd is not an open socket or the output already ended.
+  // (service: child_stdin; caller: `out`). Idempotent. That socket may
+  // already have passed on its EOF (shutdown(SHUT_WR)): with
+  // switch_on_sigusr1 the stream keeps a copy of it for the switch, so a
+  // program can still answer after its input ended. kInternal when there is
+  // no such socket (a pipe, or closed without switch_on_sigusr1) or the
+  // output already ended.
   virtual Status SwitchToSingleSocket() = 0;
 
  protected:

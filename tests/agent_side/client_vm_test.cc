@@ -21,6 +21,13 @@ struct RemoteScript {
   std::string stdout_data;
   std::string stderr_data;
   bool close_early = false;  // close the vchan without an exit code
+  // With close_early: first wait for this many bytes of stdin.
+  size_t close_after_stdin = 0;
+  // Send the STDOUT EOF right after stdout_data, before reading any stdin.
+  bool stdout_eof_first = false;
+  // Created once the first stdin data has arrived (a local program may wait
+  // for it before it exits).
+  std::string touch_on_stdin;
   int exit_code = 0;
   milliseconds connect_timeout = kDefaultTimeout;
 };
@@ -82,7 +89,13 @@ class ClientVm : public ::testing::Test {
   void PlayService(int vchan, const RemoteScript& script) {
     for (size_t i = 0; i < script.stdout_data.size(); i += 65536)
       (void)SendMessage(vchan, kDataStdout, script.stdout_data.substr(i, 65536));
+    while (script.close_early && seen_.stdin_data.size() < script.close_after_stdin) {
+      auto message = RecvMessage(vchan);
+      if (!message || message->type != kDataStdin || message->body.empty()) break;
+      seen_.stdin_data += message->body;
+    }
     if (script.close_early) return;
+    if (script.stdout_eof_first) (void)SendMessage(vchan, kDataStdout, "");
     for (;;) {
       auto message = RecvMessage(vchan);
       if (!message || message->type != kDataStdin) break;
@@ -91,8 +104,9 @@ class ClientVm : public ::testing::Test {
         break;
       }
       seen_.stdin_data += message->body;
+      if (!script.touch_on_stdin.empty()) WriteFile(script.touch_on_stdin, "");
     }
-    (void)SendMessage(vchan, kDataStdout, "");
+    if (!script.stdout_eof_first) (void)SendMessage(vchan, kDataStdout, "");
     if (!script.stderr_data.empty()) (void)SendMessage(vchan, kDataStderr, script.stderr_data);
     (void)SendMessage(vchan, kDataStderr, "");
     (void)SendMessage(vchan, kDataExitCode, U32(static_cast<uint32_t>(script.exit_code)));
@@ -241,6 +255,37 @@ TEST_F(ClientVm, LocalProgramCanSwitchToItsStdinSocketWithSigusr1) {
   auto result = RunProgram(Options({"target", "test.Service", dir_ / "local.sh"}));
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(Seen().stdin_data, "single\n");
+}
+
+// The program's input ends (remote STDOUT EOF: its stdin socket is shut
+// down for writing) before it asks for the switch; it can still answer
+// through that socket, and its exit then ends our stdin.
+TEST_F(ClientVm, LocalProgramCanSwitchAfterItsInputEnded) {
+  std::string flag = dir_ / "answer-seen";
+  WriteScript(dir_ / "local.sh",
+              "read -r question\n"
+              "cat >/dev/null\n"  // until the input has ended
+              "kill -USR1 \"$QREXEC_AGENT_PID\"\n"
+              "echo \"answer to $question\" >&0\n"
+              // stay until the remote has the answer: exiting at once could
+              // end our output before the switch is handled
+              "while [ ! -e '" + flag + "' ]; do sleep 0.02; done\n");
+  Serve({.stdout_data = "question\n", .stdout_eof_first = true, .touch_on_stdin = flag,
+         .exit_code = 6});
+  auto result = RunProgram(Options({"target", "test.Service", dir_ / "local.sh"}));
+  EXPECT_EQ(result.exit_code, 6) << result.err;
+  EXPECT_EQ(Seen().stdin_data, "answer to question\n");
+  EXPECT_TRUE(Seen().stdin_eof);
+}
+
+// The remote end goes away mid-call, once cat has echoed what it got and
+// waits for more: cat gets EOF on its stdin, exits, and the call ends with
+// 255.
+TEST_F(ClientVm, VchanClosedEarlyEndsTheLocalProgramsInputAndGives255) {
+  Serve({.stdout_data = "unfinished\n", .close_early = true, .close_after_stdin = 11});
+  auto result = RunProgram(Options({"target", "test.Service", "/bin/cat"}));
+  EXPECT_EQ(result.exit_code, 255) << result.err;
+  EXPECT_EQ(Seen().stdin_data, "unfinished\n");
 }
 
 TEST_F(ClientVm, NonZeroRemoteExitCodeWinsOverTheLocalProgram) {
