@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/c_strings.h"
 #include "base/log.h"
 #include "stream/stream.h"
 #include "vchan/transport.h"
@@ -88,13 +89,6 @@ Result<LocalExecPlan> PlanLocalExec(const std::vector<std::string>& argv) {
   return plan;
 }
 
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (auto& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 [[noreturn]] void ExecLocalChild(LocalExecPlan& plan, char** argv, char** envp, int in, int out,
                                  int error_pipe) {
   if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0) {
@@ -121,8 +115,8 @@ Result<LocalProgram> StartLocalProgram(const std::vector<std::string>& argv) {
   auto stdout_pair = sys::SocketPair();
   auto error_pipe = sys::Pipe();
   if (!stdin_pair || !stdout_pair || !error_pipe) return ErrnoError("socketpair");
-  auto c_argv = CStrings(plan->argv);
-  auto c_env = CStrings(plan->env);
+  auto c_argv = CStringArray(plan->argv);
+  auto c_env = CStringArray(plan->env);
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoError("fork");
   if (pid == 0) {

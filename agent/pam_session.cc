@@ -16,6 +16,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "base/c_strings.h"
+
 extern char** environ;
 
 namespace qrexec::agent {
@@ -95,13 +97,6 @@ std::vector<std::string> SessionEnvironment(pam_handle_t* pam, const Account& ac
   return env;
 }
 
-std::vector<char*> Pointers(std::vector<std::string>& strings) {
-  std::vector<char*> pointers;
-  for (auto& s : strings) pointers.push_back(s.data());
-  pointers.push_back(nullptr);
-  return pointers;
-}
-
 // The child: become the user and exec. Every step is checked: a service
 // must never run with the wrong identity.
 [[noreturn]] void BecomeUserAndExec(const Account& account, const std::string& shell,
@@ -114,8 +109,8 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
   }
   if (::chdir(account.home.c_str()) != 0 && ::chdir("/") != 0) ::_exit(kPamExitProblem);
   ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-  auto args = Pointers(argv);
-  auto envp = Pointers(env);
+  auto args = CStringArray(argv);
+  auto envp = CStringArray(env);
   ::execve(shell.c_str(), args.data(), envp.data());
   int err = errno;
   syslog(LOG_ERR, "cannot exec %s: %s", shell.c_str(), std::strerror(err));

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "base/c_strings.h"
 #include "base/log.h"
 #include "base/sys.h"
 
@@ -108,14 +109,6 @@ struct ChildPlan {
 
   ::execve(plan.path, plan.argv, plan.envp);
   FailInChild(error_fd, ChildStage::kExec, errno);
-}
-
-std::vector<char*> CStringArray(const std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
 }
 
 const char* StageName(int stage) {
