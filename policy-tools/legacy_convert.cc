@@ -5,6 +5,11 @@
 #include <set>
 #include <utility>
 
+#include <fmt/core.h>
+
+#include "graph.h"
+#include "policy/evaluate.h"
+
 namespace qrexec::policy_tools {
 namespace {
 
@@ -207,6 +212,50 @@ std::vector<ConvertedFile> PlanLegacyConversion(const policy::Policy& with_compa
     files.push_back(std::move(file));
   }
   return files;
+}
+
+std::set<NamedCall> NamedCalls(const policy::Policy& policy) {
+  std::set<NamedCall> calls;
+  for (const Rule& rule : policy.rules())
+    if (rule.service) calls.emplace(*rule.service, rule.argument.value_or("+"));
+  return calls;
+}
+
+std::set<std::string> CallOutcomes(const policy::Policy& policy, const policy::SystemInfo& info,
+                                   const std::set<NamedCall>& calls) {
+  const std::vector<std::string> targets = CallTargets(info);
+  std::set<std::string> lines;
+  for (const auto& [service, argument] : calls) {
+    const std::string name = argument == "+" ? service : service + argument;
+    for (const auto& domain : info.domains()) {
+      for (const std::string& target : targets) {
+        policy::Request request{service, argument, domain.name, target, ""};
+        policy::Decision decision = policy::Evaluate(policy, info, request);
+        std::string outcome;
+        const std::string user = decision.user.value_or("DEFAULT");
+        if (decision.verdict == policy::Verdict::kAllow) {
+          outcome = fmt::format("allow target={} user={}", decision.target, user);
+          if (!decision.autostart) outcome += " autostart=no";
+          if (decision.notify) outcome += " notify=yes";
+        } else if (decision.verdict == policy::Verdict::kAsk) {
+          std::string choices;
+          for (const std::string& choice : decision.targets)
+            choices += (choices.empty() ? "" : ",") + choice;
+          outcome = "ask targets=" + choices;
+          if (decision.default_target) outcome += " default_target=" + *decision.default_target;
+          outcome += " user=" + user;
+          if (!decision.autostart) outcome += " autostart=no";
+          if (decision.notify) outcome += " notify=yes";
+        } else if (!decision.notify) {
+          outcome = "deny notify=no";
+        } else {
+          continue;
+        }
+        lines.insert(fmt::format("  call {} {} -> {}: {}", name, domain.name, target, outcome));
+      }
+    }
+  }
+  return lines;
 }
 
 std::string ConvertedFileText(const std::string& stem, const std::vector<std::string>& rules,

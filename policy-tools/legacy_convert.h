@@ -20,11 +20,14 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
 #include "policy/policy.h"
+#include "policy/system_info.h"
 
 namespace qrexec::policy_tools {
 
@@ -56,5 +59,19 @@ std::string ConvertedRuleText(const policy::Rule& rule);
 // input file is the exception: it is replaced, not prepended to.
 std::string ConvertedFileText(const std::string& stem, const std::vector<std::string>& rules,
                               const std::optional<std::string>& current);
+
+// (service, argument) of every call a rule names ("+" for a rule without
+// argument or with "*"), as the graph walks them.
+using NamedCall = std::pair<std::string, std::string>;
+std::set<NamedCall> NamedCalls(const policy::Policy& policy);
+
+// A finer check than the graph (which labels an edge with the matching
+// rule's argument, not the call's, so it cannot see a SERVICE+ARG call that
+// now falls through to the SERVICE rules because the implicit denies were not
+// moved): one line per call of `calls` x every source x CallTargets() whose
+// outcome is not a notified deny, e.g.
+//   "  call u2f.Authenticate+123 work -> personal: allow target=personal user=DEFAULT"
+std::set<std::string> CallOutcomes(const policy::Policy& policy, const policy::SystemInfo& info,
+                                   const std::set<NamedCall>& calls);
 
 }  // namespace qrexec::policy_tools

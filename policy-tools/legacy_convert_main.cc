@@ -4,7 +4,9 @@
 // effective policy did not change.
 //
 //  1. Snapshot: the lines of the full policy graph (qrexec-policy-graph
-//     --full-output, drawn in-process) of the policy directory.
+//     --full-output, drawn in-process) of the policy directory, plus the
+//     outcome of every call a rule names (CallOutcomes, which sees what the
+//     graph cannot).
 //  2. Each target file that exists is copied to NAME.bak (.bak.bak, ... if
 //     taken) and then written with the moved rules in front of its text.
 //  3. Every regular file of the legacy directory is renamed to NAME.rpmsave
@@ -66,15 +68,14 @@ Result<policy::Policy> Load(const Paths& paths, bool compat40) {
   return policy::LoadPolicy(load);
 }
 
-// The set of graph lines, or the load error.
-tl::expected<std::set<std::string>, std::string> Snapshot(const Paths& paths,
-                                                          const policy::SystemInfo& info) {
-  auto loaded = Load(paths, true);
-  if (!loaded) return tl::unexpected(loaded.error().message);
+// What the two snapshots compare: the lines of the full graph (the
+// reference's check) and the outcome of each named call (CallOutcomes).
+std::set<std::string> PolicyState(const policy::Policy& policy, const policy::SystemInfo& info,
+                                  const std::set<NamedCall>& calls) {
   GraphOptions options;
   options.full_output = true;
-  std::istringstream text(DrawPolicyGraph(*loaded, info, options));
-  std::set<std::string> lines;
+  std::istringstream text(DrawPolicyGraph(policy, info, options));
+  std::set<std::string> lines = CallOutcomes(policy, info, calls);
   for (std::string line; std::getline(text, line);) lines.insert(line);
   return lines;
 }
@@ -232,13 +233,11 @@ int Convert(const Paths& paths) {
   std::fflush(stdout);
   auto info = policy::FetchSystemInfo(policy::QubesdSocketPath());
   if (!info) return Fail("system info: " + info.error().ToString());
-  auto before = Snapshot(paths, *info);
-  if (!before) return Fail(before.error());
-  std::printf("Converting old policy files into new format files....\n");
   auto with_compat = Load(paths, true);
+  if (!with_compat) return Fail(with_compat.error().message);
+  std::printf("Converting old policy files into new format files....\n");
   auto without_compat = Load(paths, false);
-  if (!with_compat || !without_compat)
-    return Fail((with_compat ? without_compat : with_compat).error().message);
+  if (!without_compat) return Fail(without_compat.error().message);
   std::vector<ConvertedFile> files = PlanLegacyConversion(*with_compat, *without_compat);
 
   Changes changes;
@@ -246,9 +245,18 @@ int Convert(const Paths& paths) {
     changes.Undo();
     return Fail("nothing was converted");
   }
-  auto after = Snapshot(paths, *info);
-  if (!after || *after != *before) {
-    PrintDifferences(*before, after);
+  // Both states walk the calls either policy names.
+  std::set<NamedCall> calls = NamedCalls(*with_compat);
+  tl::expected<std::set<std::string>, std::string> after;
+  if (auto converted = Load(paths, true)) {
+    calls.merge(NamedCalls(*converted));
+    after = PolicyState(*converted, *info, calls);
+  } else {
+    after = tl::unexpected(converted.error().message);
+  }
+  const std::set<std::string> before = PolicyState(*with_compat, *info, calls);
+  if (!after || *after != before) {
+    PrintDifferences(before, after);
     if (AskRestore()) {
       bool restored = changes.Undo();
       std::printf(restored ? "Conversion reverted.\n" : "Conversion partly reverted.\n");
@@ -261,6 +269,7 @@ int Convert(const Paths& paths) {
 
 int Main(int argc, char** argv) {
   log::SetProgramName("qrexec-legacy-convert");
+  log::SetMinLevel(log::Level::kWarning);  // the loader's notes on skipped files are not news
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {

@@ -234,6 +234,26 @@ TEST_F(LegacyConvertChange, KeepsTheConversionOnNo) {
   EXPECT_FALSE(InLegacy("qubes.Filecopy"));
 }
 
+// The implicit denies after a SERVICE+ARG file are not moved (as in the
+// reference), so other callers of u2f.Authenticate+123 now reach the
+// u2f.Authenticate rules. The graph cannot show it (its label names the
+// rule's argument); the call outcomes do, and the user is asked.
+TEST_F(LegacyConvert, ACallThatNowFallsThroughToTheServiceRulesIsAChange) {
+  Legacy("u2f.Authenticate+123", "work personal allow\n");
+  Legacy("u2f.Authenticate", "$anyvm personal ask\n");
+  auto result = Convert("Y\n");
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  size_t new_state = result.out.find("\nNEW STATE\n");
+  size_t call = result.out.find(
+      "\n  call u2f.Authenticate+123 vault -> personal: ask targets=personal user=DEFAULT\n");
+  ASSERT_NE(new_state, std::string::npos) << result.out;
+  EXPECT_TRUE(call != std::string::npos && call > new_state) << result.out;
+  EXPECT_TRUE(result.out.ends_with("Conversion reverted.\n")) << result.out;
+  EXPECT_TRUE(InLegacy("u2f.Authenticate+123"));
+  EXPECT_FALSE(InPolicy("30-user.policy"));
+  EXPECT_FALSE(InPolicy("50-config-u2f.policy"));
+}
+
 TEST_F(LegacyConvert, ABrokenPolicyChangesNothing) {
   harness::WriteFile(policy_ + "/" + "20-bad.policy", "qubes.Filecopy * work\n");
   Legacy("qubes.Filecopy", "work @anyvm ask\n");
