@@ -1,11 +1,11 @@
 #include "legacy_convert.h"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
-
-#include <fmt/core.h>
 
 #include "graph.h"
 #include "policy/evaluate.h"
@@ -34,16 +34,11 @@ constexpr std::string_view kUserHeader =
 // The GUI tools' files, in the order the reference writes them.
 const std::vector<std::pair<std::string_view, std::string_view>>& ServiceStems() {
   static const std::vector<std::pair<std::string_view, std::string_view>> kStems = {
-      {"qubes.ClipboardPaste", "50-config-clipboard"},
-      {"qubes.Filecopy", "50-config-filecopy"},
-      {"qubes.UpdatesProxy", "50-config-updates"},
-      {"qubes.OpenInVM", "50-config-openinvm"},
-      {"qubes.OpenURL", "50-config-openurl"},
-      {"qubes.InputKeyboard", "50-config-input"},
-      {"qubes.InputMouse", "50-config-input"},
-      {"qubes.InputTablet", "50-config-input"},
-      {"u2f.Authenticate", "50-config-u2f"},
-      {"u2f.Register", "50-config-u2f"},
+      {"qubes.ClipboardPaste", "50-config-clipboard"}, {"qubes.Filecopy", "50-config-filecopy"},
+      {"qubes.UpdatesProxy", "50-config-updates"},     {"qubes.OpenInVM", "50-config-openinvm"},
+      {"qubes.OpenURL", "50-config-openurl"},          {"qubes.InputKeyboard", "50-config-input"},
+      {"qubes.InputMouse", "50-config-input"},         {"qubes.InputTablet", "50-config-input"},
+      {"u2f.Authenticate", "50-config-u2f"},           {"u2f.Register", "50-config-u2f"},
       {"policy.RegisterArgument", "50-config-u2f"},
   };
   return kStems;

@@ -100,8 +100,12 @@ fs::path FreeName(const fs::path& path, const std::string& suffix) {
 class Changes {
  public:
   // `backup` empty: the file did not exist before.
-  void Wrote(fs::path file, fs::path backup) { steps_.push_back({std::move(file), std::move(backup), false}); }
-  void Renamed(fs::path from, fs::path to) { steps_.push_back({std::move(from), std::move(to), true}); }
+  void Wrote(fs::path file, fs::path backup) {
+    steps_.push_back({std::move(file), std::move(backup), false});
+  }
+  void Renamed(fs::path from, fs::path to) {
+    steps_.push_back({std::move(from), std::move(to), true});
+  }
 
   // Puts every file back; reports (and goes past) the steps that fail.
   bool Undo() {
@@ -141,9 +145,14 @@ bool WriteAtomically(const fs::path& path, const std::string& text) {
     out.flush();
     if (!out) return false;
   }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  if (ec) fs::remove(temp, ec);
+  std::error_code missing, ec;
+  if (auto status = fs::status(path, missing); !missing)  // an existing file keeps its mode
+    fs::permissions(temp, status.permissions(), ec);
+  if (!ec) fs::rename(temp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+  }
   return !ec;
 }
 
@@ -178,6 +187,7 @@ bool RetireLegacyFiles(const Paths& paths, Changes& changes) {
   for (const auto& entry : fs::directory_iterator(paths.legacy_dir, ec))
     if (entry.is_regular_file() && !entry.path().string().ends_with(".rpmsave"))
       files.push_back(entry.path());
+  if (ec == std::errc::no_such_file_or_directory) return true;  // nothing left to retire
   if (ec) {
     std::fprintf(stderr, "qrexec-legacy-convert: cannot list %s: %s\n", paths.legacy_dir.c_str(),
                  ec.message().c_str());
@@ -201,8 +211,9 @@ void PrintDifferences(const std::set<std::string>& before,
                       const tl::expected<std::set<std::string>, std::string>& after) {
   static const std::set<std::string> kNothing;
   const std::set<std::string>& now = after ? *after : kNothing;
-  std::printf("ERROR: Found the following differences between previous and converted policy "
-              "states:\nOLD STATE\n");
+  std::printf(
+      "ERROR: Found the following differences between previous and converted policy "
+      "states:\nOLD STATE\n");
   for (const std::string& line : before)
     if (!now.count(line)) std::printf("%s\n", line.c_str());
   std::printf("NEW STATE\n");
@@ -273,10 +284,11 @@ int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\nMoves the rules of the R4.0 policy files (/etc/qubes-rpc/policy) into\n"
-                  "/etc/qubes/policy.d and checks that the effective policy stays the same.\n\n"
-                  "options:\n  -h, --help  show this help message and exit\n",
-                  kUsage);
+      std::printf(
+          "%s\nMoves the rules of the R4.0 policy files (/etc/qubes-rpc/policy) into\n"
+          "/etc/qubes/policy.d and checks that the effective policy stays the same.\n\n"
+          "options:\n  -h, --help  show this help message and exit\n",
+          kUsage);
       return 0;
     }
   }

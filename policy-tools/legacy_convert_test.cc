@@ -3,7 +3,9 @@
 // the reference tool's behaviour (which rules move where, .bak/.rpmsave, the
 // graph check and its restore question).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <filesystem>
 #include <string>
 
 #include "harness.h"
@@ -50,11 +52,10 @@ TEST_F(LegacyConvert, MovesConfigToolRulesAndRenamesTheOldFile) {
   Legacy("qubes.Filecopy", "\ndom0 @anyvm ask\nwork @anyvm ask\npersonal @anyvm deny");
   auto result = Convert();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  EXPECT_EQ(Policy("50-config-filecopy.policy"),
-            kToolHeader +
-                "qubes.Filecopy\t*\tdom0\t@anyvm\task\n"
-                "qubes.Filecopy\t*\twork\t@anyvm\task\n"
-                "qubes.Filecopy\t*\tpersonal\t@anyvm\tdeny\n");
+  EXPECT_EQ(Policy("50-config-filecopy.policy"), kToolHeader +
+                                                     "qubes.Filecopy\t*\tdom0\t@anyvm\task\n"
+                                                     "qubes.Filecopy\t*\twork\t@anyvm\task\n"
+                                                     "qubes.Filecopy\t*\tpersonal\t@anyvm\tdeny\n");
   EXPECT_FALSE(InLegacy("qubes.Filecopy"));
   EXPECT_TRUE(InLegacy("qubes.Filecopy.rpmsave"));
   EXPECT_TRUE(InLegacy(".keep.rpmsave"));  // every regular file, as the reference does
@@ -62,8 +63,10 @@ TEST_F(LegacyConvert, MovesConfigToolRulesAndRenamesTheOldFile) {
   EXPECT_EQ(result.out,
             "Initiating policy conversion process...\n"
             "Converting old policy files into new format files....\n"
-            "Writing " + policy_ + "/50-config-filecopy.policy...\n"
-            "Successfully converted old policy to new format.\n");
+            "Writing " +
+                policy_ +
+                "/50-config-filecopy.policy...\n"
+                "Successfully converted old policy to new format.\n");
 }
 
 TEST_F(LegacyConvert, OldSyntaxIsRewrittenAndComplexRulesGoTo30User) {
@@ -78,12 +81,12 @@ TEST_F(LegacyConvert, OldSyntaxIsRewrittenAndComplexRulesGoTo30User) {
   std::string user = Policy("30-user.policy");
   EXPECT_TRUE(user.starts_with("\n# ")) << user;
   // Services in legacy-file order; notify= and autostart= are kept.
-  EXPECT_TRUE(user.ends_with(
-      "\nqubes.ClipboardPaste\t*\twork\t@anyvm\tallow target=personal\n"
-      "test.Svc\t*\t@anyvm\t@dispvm\tallow target=@dispvm:default-dvm\n"
-      "test.Svc\t*\t@tag:work-tag\t@anyvm\task default_target=personal user=alice\n"
-      "test.Svc\t*\twork\tvault\tallow notify=yes autostart=no\n"
-      "test.Svc\t*\tpersonal\tvault\tdeny notify=no\n"))
+  EXPECT_TRUE(
+      user.ends_with("\nqubes.ClipboardPaste\t*\twork\t@anyvm\tallow target=personal\n"
+                     "test.Svc\t*\t@anyvm\t@dispvm\tallow target=@dispvm:default-dvm\n"
+                     "test.Svc\t*\t@tag:work-tag\t@anyvm\task default_target=personal user=alice\n"
+                     "test.Svc\t*\twork\tvault\tallow notify=yes autostart=no\n"
+                     "test.Svc\t*\tpersonal\tvault\tdeny notify=no\n"))
       << user;
   EXPECT_EQ(Policy("50-config-clipboard.policy"),
             kToolHeader + "qubes.ClipboardPaste\t*\tpersonal\t@anyvm\task\n");
@@ -98,8 +101,9 @@ TEST_F(LegacyConvert, StopsAtTheFirstPlainAnyvmDeny) {
   EXPECT_EQ(Policy("50-config-clipboard.policy"),
             kToolHeader + "qubes.ClipboardPaste\t*\twork\t@anyvm\task\n");
   std::string user = Policy("30-user.policy");
-  EXPECT_TRUE(user.ends_with("\ntest.Svc\t+arg\t@anyvm\t@anyvm\tdeny\n"
-                             "test.Svc\t+arg\twork\tpersonal\tallow\n"))
+  EXPECT_TRUE(
+      user.ends_with("\ntest.Svc\t+arg\t@anyvm\t@anyvm\tdeny\n"
+                     "test.Svc\t+arg\twork\tpersonal\tallow\n"))
       << user;
 }
 
@@ -111,11 +115,10 @@ TEST_F(LegacyConvert, RulesTheNewPolicyHasAreNotCopiedAndExistingFilesAreBackedU
   Legacy("qubes.Filecopy.rpmsave", "an earlier conversion\n");
   auto result = Convert();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  EXPECT_EQ(Policy("50-config-filecopy.policy"),
-            kToolHeader +
-                "qubes.Filecopy\t*\twork\t@anyvm\tdeny\n"
-                "qubes.Filecopy\t*\tpersonal\twork\tallow\n"
-                "qubes.Filecopy * @anyvm @anyvm ask\n");
+  EXPECT_EQ(Policy("50-config-filecopy.policy"), kToolHeader +
+                                                     "qubes.Filecopy\t*\twork\t@anyvm\tdeny\n"
+                                                     "qubes.Filecopy\t*\tpersonal\twork\tallow\n"
+                                                     "qubes.Filecopy * @anyvm @anyvm ask\n");
   EXPECT_EQ(Policy("50-config-filecopy.policy.bak"), "taken\n");
   EXPECT_EQ(Policy("50-config-filecopy.policy.bak.bak"), old_text);
   EXPECT_FALSE(InPolicy("30-user.policy"));
@@ -126,17 +129,17 @@ TEST_F(LegacyConvert, RulesTheNewPolicyHasAreNotCopiedAndExistingFilesAreBackedU
 
 TEST_F(LegacyConvert, InputFileKeepsTheFirstRulePerSourceAndService) {
   Legacy("qubes.InputKeyboard", "work dom0 ask\npersonal dom0 deny\n");
-  Legacy("qubes.InputMouse", "work @adminvm allow\npersonal @anyvm deny\npersonal @adminvm allow\n");
+  Legacy("qubes.InputMouse",
+         "work @adminvm allow\npersonal @anyvm deny\npersonal @adminvm allow\n");
   Legacy("qubes.InputTablet", "work dom0 ask\nwork dom0 deny\n");
   auto result = Convert();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  EXPECT_EQ(Policy("50-config-input.policy"),
-            kToolHeader +
-                "qubes.InputKeyboard\t*\twork\tdom0\task\n"
-                "qubes.InputKeyboard\t*\tpersonal\tdom0\tdeny\n"
-                "qubes.InputMouse\t*\twork\t@adminvm\tallow\n"
-                "qubes.InputMouse\t*\tpersonal\t@adminvm\tallow\n"
-                "qubes.InputTablet\t*\twork\tdom0\task\n");
+  EXPECT_EQ(Policy("50-config-input.policy"), kToolHeader +
+                                                  "qubes.InputKeyboard\t*\twork\tdom0\task\n"
+                                                  "qubes.InputKeyboard\t*\tpersonal\tdom0\tdeny\n"
+                                                  "qubes.InputMouse\t*\twork\t@adminvm\tallow\n"
+                                                  "qubes.InputMouse\t*\tpersonal\t@adminvm\tallow\n"
+                                                  "qubes.InputTablet\t*\twork\tdom0\task\n");
   std::string user = Policy("30-user.policy");
   EXPECT_TRUE(user.ends_with("\nqubes.InputMouse\t*\tpersonal\t@anyvm\tdeny\n")) << user;
 }
@@ -161,9 +164,10 @@ TEST_F(LegacyConvert, ToolSpecificChecksDecideBetweenConfigFileAnd30User) {
                 "policy.RegisterArgument\t+u2f.Authenticate\twork\tpersonal\tallow\n"
                 "u2f.Register\t*\twork\tpersonal\tallow\n");
   std::string user = Policy("30-user.policy");
-  EXPECT_TRUE(user.ends_with("\nqubes.OpenInVM\t*\twork\tpersonal\tdeny\n"
-                             "u2f.Authenticate\t+123\twork\tpersonal\tallow\n"
-                             "u2f.Register\t*\tvault\t@anyvm\tdeny\n"))
+  EXPECT_TRUE(
+      user.ends_with("\nqubes.OpenInVM\t*\twork\tpersonal\tdeny\n"
+                     "u2f.Authenticate\t+123\twork\tpersonal\tallow\n"
+                     "u2f.Register\t*\tvault\t@anyvm\tdeny\n"))
       << user;
   // Writes come in the reference's file order.
   EXPECT_LT(result.out.find("30-user"), result.out.find("50-config-openinvm"));
@@ -208,8 +212,8 @@ TEST_F(LegacyConvertChange, PrintsTheDifferenceAndRestoresOnYes) {
   size_t allow_at = result.out.find(edge_allow), ask_at = result.out.find(edge_ask);
   EXPECT_TRUE(allow_at > old_state && allow_at < new_state) << result.out;
   EXPECT_TRUE(ask_at != std::string::npos && ask_at > new_state) << result.out;
-  EXPECT_TRUE(result.out.ends_with(
-      "Do you want to restore initial state? [Y/n] Conversion reverted.\n"))
+  EXPECT_TRUE(
+      result.out.ends_with("Do you want to restore initial state? [Y/n] Conversion reverted.\n"))
       << result.out;
   ExpectRestored();
 }
@@ -224,8 +228,7 @@ TEST_F(LegacyConvertChange, EndOfInputCountsAsYes) {
 TEST_F(LegacyConvertChange, KeepsTheConversionOnNo) {
   auto result = Convert("n\n");
   EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
-  EXPECT_TRUE(result.out.ends_with(
-      "[Y/n] Successfully converted old policy to new format.\n"))
+  EXPECT_TRUE(result.out.ends_with("[Y/n] Successfully converted old policy to new format.\n"))
       << result.out;
   EXPECT_EQ(Policy("50-config-filecopy.policy"),
             kToolHeader + "qubes.Filecopy\t*\twork\tpersonal\tallow\n");
@@ -263,6 +266,30 @@ TEST_F(LegacyConvert, ABrokenPolicyChangesNothing) {
       << result.err;
   EXPECT_TRUE(InLegacy("qubes.Filecopy"));
   EXPECT_FALSE(InPolicy("50-config-filecopy.policy"));
+}
+
+TEST_F(LegacyConvert, AWrittenFileKeepsItsMode) {
+  harness::WriteFile(policy_ + "/50-config-filecopy.policy", "qubes.Filecopy * vault work deny\n",
+                     0600);
+  Legacy("qubes.Filecopy", "work personal ask\n");
+  auto result = Convert();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  struct stat st {};
+  ASSERT_EQ(::stat((policy_ + "/50-config-filecopy.policy").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(Policy("50-config-filecopy.policy"), kToolHeader +
+                                                     "qubes.Filecopy\t*\twork\tpersonal\task\n"
+                                                     "qubes.Filecopy * vault work deny\n");
+}
+
+TEST_F(LegacyConvert, WithoutCompatOrLegacyDirectoryThereIsNothingToDo) {
+  std::filesystem::remove(policy_ + "/35-compat.policy");
+  std::filesystem::remove_all(legacy_);
+  harness::WriteFile(policy_ + "/90-default.policy", "qubes.Filecopy * @anyvm @anyvm ask\n");
+  auto result = Convert();
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_TRUE(result.out.ends_with("Successfully converted old policy to new format.\n"));
+  EXPECT_FALSE(InPolicy("30-user.policy"));
 }
 
 TEST_F(LegacyConvert, TakesOnlyHelp) {
