@@ -174,6 +174,39 @@ TEST_F(LegacyConvert, ToolSpecificChecksDecideBetweenConfigFileAnd30User) {
   EXPECT_LT(result.out.find("50-config-openinvm"), result.out.find("50-config-u2f"));
 }
 
+TEST_F(LegacyConvert, UpdatesAndOpenUrlRulesFollowTheirToolsLimits) {
+  // Updates: keyword sources only @type:TemplateVM / @tag:whonix-updatevm,
+  // allow only. OpenURL: target @dispvm, landing in a disposable.
+  Legacy("qubes.UpdatesProxy",
+         "$type:TemplateVM $default allow,target=sys-net\n"
+         "$tag:whonix-updatevm $default allow,target=personal\n"
+         "$tag:other $default allow,target=work\n"
+         "work @default ask\n"
+         "$anyvm $anyvm deny\n");
+  Legacy("qubes.OpenURL",
+         "work @dispvm allow\n"
+         "personal @dispvm deny\n"
+         "vault @dispvm ask default_target=@dispvm\n"
+         "work @anyvm deny\n");
+  auto result = Convert("n\n");
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_EQ(Policy("50-config-updates.policy"),
+            kToolHeader +
+                "qubes.UpdatesProxy\t*\t@type:TemplateVM\t@default\tallow target=sys-net\n"
+                "qubes.UpdatesProxy\t*\t@tag:whonix-updatevm\t@default\tallow target=personal\n");
+  EXPECT_EQ(Policy("50-config-openurl.policy"),
+            kToolHeader +
+                "qubes.OpenURL\t*\tpersonal\t@dispvm\tdeny\n"
+                "qubes.OpenURL\t*\tvault\t@dispvm\task default_target=@dispvm\n");
+  std::string user = Policy("30-user.policy");
+  EXPECT_TRUE(
+      user.ends_with("\nqubes.OpenURL\t*\twork\t@dispvm\tallow\n"
+                     "qubes.OpenURL\t*\twork\t@anyvm\tdeny\n"
+                     "qubes.UpdatesProxy\t*\t@tag:other\t@default\tallow target=work\n"
+                     "qubes.UpdatesProxy\t*\twork\t@default\task\n"))
+      << user;
+}
+
 // A later file asks where the legacy file allowed: once the rule moves to
 // 50-config-filecopy, behind 40-ask, the policy changes.
 class LegacyConvertChange : public LegacyConvert {
