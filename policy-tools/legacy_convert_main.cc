@@ -253,8 +253,8 @@ int Convert(const Paths& paths) {
 
   Changes changes;
   if (!WriteFiles(files, paths, changes) || !RetireLegacyFiles(paths, changes)) {
-    changes.Undo();
-    return Fail("nothing was converted");
+    bool undone = changes.Undo();
+    return Fail(undone ? "nothing was converted" : "the conversion was only partly undone");
   }
   // Both states walk the calls either policy names.
   std::set<NamedCall> calls = NamedCalls(*with_compat);

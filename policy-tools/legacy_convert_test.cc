@@ -325,6 +325,26 @@ TEST_F(LegacyConvert, WithoutCompatOrLegacyDirectoryThereIsNothingToDo) {
   EXPECT_FALSE(InPolicy("30-user.policy"));
 }
 
+TEST_F(LegacyConvert, AFileThatCannotBeWrittenUndoesWhatWasDone) {
+  harness::WriteFile(policy_ + "/30-user.policy", "test.Other * work vault deny\n");
+  // A directory where the temporary file for 50-config-filecopy must go.
+  std::filesystem::create_directories(policy_ + "/.50-config-filecopy.policy.tmp");
+  Legacy("test.Svc", "work personal allow\n");
+  Legacy("qubes.Filecopy", "work personal ask\n");
+  auto result = Convert();
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("cannot write " + policy_ + "/50-config-filecopy.policy"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("nothing was converted"), std::string::npos) << result.err;
+  EXPECT_EQ(Policy("30-user.policy"), "test.Other * work vault deny\n");
+  EXPECT_FALSE(InPolicy("30-user.policy.bak"));
+  EXPECT_FALSE(InPolicy("50-config-filecopy.policy"));
+  EXPECT_TRUE(InLegacy("test.Svc"));
+  EXPECT_TRUE(InLegacy("qubes.Filecopy"));
+  EXPECT_FALSE(InLegacy("test.Svc.rpmsave"));
+}
+
 TEST_F(LegacyConvert, TakesOnlyHelp) {
   auto help = Convert("", {"--help"});
   EXPECT_EQ(help.exit_code, 0);
