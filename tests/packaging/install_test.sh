@@ -40,7 +40,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 readonly skip_code=77
-readonly vchan_dir=/var/lib/qrexec-test-vchan  # inside the root
+readonly vchan_dir=/var/lib/qrexec-test-vchan    # inside the root
+readonly notify_dir=/var/lib/qrexec-test-notify  # inside the root
 readonly path_env="PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 skip() { echo "SKIP: $*" >&2; exit "$skip_code"; }
@@ -90,24 +91,43 @@ start() {  # NAME CMD...
   pids+=("$!")
 }
 
-declare -A vm_pid vm_id=([work]=42 [vault]=43)
+declare -A vm_pid vm_notify vm_id=([work]=42 [vault]=43)
 declare -A uuid=([dom0]=00000000-0000-0000-0000-000000000000
                  [work]=6f1e7a52-3c0d-4b8e-9a44-000000000042
                  [vault]=6f1e7a52-3c0d-4b8e-9a44-000000000043)
 
 # A VM: the installed agent unit's command in a mount namespace of its own
 # whose /run is a fresh tmpfs set up by the vm package's tmpfiles.d file.
+# For a Type=notify unit, NOTIFY_SOCKET names a listener (notify_listener.py)
+# whose messages land in $logs/notify-NAME.txt (wait_ready).
 start_vm() {  # NAME
-  local name="$1"
-  unit_cmd qubes-qrexec-agent.service
+  local name="$1" unit=qubes-qrexec-agent.service notify=()
+  unit_cmd "$unit"
+  if [ "$(python3 "$here/unit_command.py" --type "$root/usr/lib/systemd/system/$unit")" = notify ]; then
+    notify=("NOTIFY_SOCKET=$notify_dir/$name.sock")
+    start "notify-$name" python3 "$here/notify_listener.py" "$root$notify_dir/$name.sock" \
+      "$logs/notify-$name.txt"
+    wait_for_socket "$root$notify_dir/$name.sock" "the notify listener of $name"
+  fi
   start "agent-$name" unshare --mount --propagation private sh -c '
       r="$1"; shift
       mount -t tmpfs -o mode=0755 tmpfs "$r/run" &&
       systemd-tmpfiles --root="$r" --create "$r/usr/lib/tmpfiles.d/qrexec-volatile-config.conf" &&
       exec chroot "$r" "$@"' vm-setup "$root" \
     /usr/bin/env -i "$path_env" "VCHAN_DOMAIN=${vm_id[$name]}" "VCHAN_SOCKET_DIR=$vchan_dir" \
-    "${cmd[@]}"
+    "${notify[@]}" "${cmd[@]}"
   vm_pid[$name]="$!"
+  vm_notify[$name]="${#notify[@]}"
+}
+
+# A Type=notify agent must have said READY=1 (it does once dom0 connected).
+wait_ready() {  # NAME
+  [ "${vm_notify[$1]}" = 0 ] && return 0
+  for _ in $(seq 300); do
+    grep -qx 'READY=1' "$logs/notify-$1.txt" 2>/dev/null && { echo "ok: agent of $1 sent READY=1"; return 0; }
+    sleep 0.05
+  done
+  fail "the agent of $1 (Type=notify) sent no READY=1 within 15 s"
 }
 
 start_daemon() {  # NAME
@@ -201,7 +221,7 @@ inside() {
     chmod 0755 "$root/etc/qubes-rpc/$service"
   done
   printf 'test.Echo * work vault allow\n' >"$root/etc/qubes/policy.d/30-pkgtest.policy"
-  mkdir -p "$root$vchan_dir"
+  mkdir -p "$root$vchan_dir" "$root$notify_dir"
   systemd-tmpfiles --root="$root" --create "$root/usr/lib/tmpfiles.d/qrexec.conf"
   write_system_info "$work/system-info.json"
   start qubesd python3 "$here/fake_qubesd.py" "$root/run/qubesd.sock" "$work/system-info.json"
@@ -212,7 +232,10 @@ inside() {
   start policy-daemon "${root_cmd[@]}" "${cmd[@]}"
   wait_for_socket "$root/run/qubes/policy.sock" qrexec-policy-daemon
   for vm in work vault; do start_vm "$vm"; start_daemon "$vm"; done
-  for vm in work vault; do wait_for_socket "$root/run/qubes/qrexec.${vm_id[$vm]}" "qrexec-daemon of $vm"; done
+  for vm in work vault; do
+    wait_for_socket "$root/run/qubes/qrexec.${vm_id[$vm]}" "qrexec-daemon of $vm"
+    wait_ready "$vm"
+  done
 
   log "calls through the installed policy"
   expect_call work vault test.Echo+one 0 $'from work as user: test.Echo+one\ninput of test.Echo+one'

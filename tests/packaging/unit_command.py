@@ -2,6 +2,7 @@
 """Turns an installed systemd service unit into the command systemd would run.
 
 usage: unit_command.py ROOT UNIT_FILE [INSTANCE]
+       unit_command.py --type UNIT_FILE
 
 Prints, as shell words (for `eval "cmd=($(...))"`), `env NAME=VALUE...`
 followed by the ExecStart argv, so that the packaging test starts each
@@ -13,7 +14,8 @@ Only the unit syntax our units use is accepted; anything else (a second
 ExecStart, an ExecStart prefix such as '-' or '+', a specifier other than
 %i %I %n %%, an unescaped $VARIABLE, a Type other than simple or notify)
 fails with exit status 2, so the test never runs a guess of what systemd
-would do. Rules followed (systemd.service(5), systemd.unit(5),
+would do. With --type it prints the unit's Type= (simple or notify) only.
+Rules followed (systemd.service(5), systemd.unit(5),
 systemd.exec(5)): a trailing backslash continues a line; ExecStart= is split
 into words with shell-like quoting; in each word %-specifiers are replaced and
 "$$" becomes "$"; EnvironmentFile= (a leading '-' makes it optional) holds
@@ -89,7 +91,17 @@ def environment_files(root, entries, unit_name, instance):
     return env
 
 
+def service_type(entries):
+    value = dict(entries).get("Type", "simple")
+    if value not in ("simple", "notify"):
+        fail(f"Type={value} is not supported")
+    return value
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--type":
+        print(service_type(read_service_section(sys.argv[2])))
+        return
     if len(sys.argv) not in (3, 4):
         fail("usage: unit_command.py ROOT UNIT_FILE [INSTANCE]")
     root, path = sys.argv[1], sys.argv[2]
@@ -97,9 +109,7 @@ def main():
     base = path.rsplit("/", 1)[-1]
     unit_name = base.replace("@.", f"@{instance}.") if instance is not None else base
     entries = read_service_section(path)
-    service_type = dict(entries).get("Type", "simple")
-    if service_type not in ("simple", "notify"):
-        fail(f"Type={service_type} is not supported")
+    service_type(entries)
     exec_lines = [value for key, value in entries if key == "ExecStart"]
     if len(exec_lines) != 1:
         fail(f"expected one ExecStart=, found {len(exec_lines)}")
