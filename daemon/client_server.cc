@@ -39,15 +39,19 @@ Status ClientServer::Listen() {
   const std::string base = "qrexec." + std::to_string(identity_.domid);
   const std::string dir = identity_.socket_dir + "/";
   RemovePaths();
+  // The name and uuid links come first: whoever sees qrexec.<domid> appear
+  // (clients, tests, the daemonizing parent) may use any of the three names
+  // at once. Until the socket exists a link dangles, which a client sees as
+  // the same ENOENT as a missing daemon.
+  for (const std::string& link : {"qrexec." + identity_.name, "qrexec.uuid:" + identity_.uuid}) {
+    if (::symlink(base.c_str(), (dir + link).c_str()) < 0)
+      return ErrnoError("symlink " + dir + link);
+  }
   mode_t old_umask = ::umask(0);  // world-connectable; the directory protects it
   auto fd = sys::UnixListen(dir + base, 64, true);
   ::umask(old_umask);
   if (!fd) return tl::unexpected(fd.error());
   listen_fd_ = std::move(*fd);
-  for (const std::string& link : {"qrexec." + identity_.name, "qrexec.uuid:" + identity_.uuid}) {
-    if (::symlink(base.c_str(), (dir + link).c_str()) < 0)
-      return ErrnoError("symlink " + dir + link);
-  }
   return Ok();
 }
 
