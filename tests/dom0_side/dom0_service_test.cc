@@ -4,8 +4,11 @@
 // data vchan server). What each test checks is the order of the messages on
 // the data vchan and the exit status, the way Qubes' qrexec-client behaves.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "dom0_fixture.h"
@@ -15,6 +18,16 @@ namespace {
 
 constexpr int kSourceDomid = 42;
 constexpr int kDataPort = 513;
+
+// Plays the socket service's side: writes all of `data` (blocking socket).
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
 
 class Dom0ServiceTest : public ::testing::Test {
  protected:
@@ -127,6 +140,113 @@ TEST_F(Dom0ServiceTest, PlainCommandRunsThroughTheShell) {
   ASSERT_TRUE(data.valid());
   EXPECT_EQ(Recv(data.get()), (Msg{kStderr, ""}));
   EXPECT_EQ(StdoutUntilEof(data.get()), "one two\nthree\n");
+  EXPECT_EQ(Recv(data.get()), (Msg{kExitCode, U32(0)}));
+  EXPECT_EQ(client_->Wait(), 0);
+}
+
+// --- socket services: the end of the service's socket ends the call ---
+
+class Dom0SocketServiceTest : public Dom0ServiceTest {
+ protected:
+  static constexpr std::string_view kCommand = "QUBESRPC test.Sock+arg work name dom0";
+
+  // Starts the call and accepts the service connection; checks the
+  // descriptor header and the STDERR EOF that comes first.
+  void StartCall() {
+    service_listen_ = ListenUnix(dir_ / "rpc/test.Sock+arg");
+    data_ = Connect(std::string(kCommand));
+    ASSERT_TRUE(data_.valid());
+    service_ = AcceptOne(service_listen_.get());
+    ASSERT_TRUE(service_.valid());
+    std::string header = std::string(kCommand.substr(9)) + '\0';
+    EXPECT_EQ(RecvExact(service_.get(), header.size()).value_or(""), header);
+    EXPECT_EQ(Recv(data_.get()), (Msg{kStderr, ""}));
+  }
+
+  UniqueFd service_listen_;
+  UniqueFd data_;
+  UniqueFd service_;
+};
+
+// The service answers and closes its socket; the caller never sent any
+// input, nor its EOF: the call still ends.
+TEST_F(Dom0SocketServiceTest, ServiceClosingItsSocketEndsTheCall) {
+  StartCall();
+  ASSERT_TRUE(SendAll(service_.get(), "answer"));
+  service_.reset();
+  EXPECT_EQ(StdoutUntilEof(data_.get()), "answer");
+  EXPECT_EQ(Recv(data_.get()), (Msg{kExitCode, U32(0)}));
+  EXPECT_EQ(client_->Wait(), 0);
+}
+
+// SHUT_RD first (no more input wanted), output, then SHUT_WR: the socket is
+// shut in both directions and the call ends without the caller's EOF.
+TEST_F(Dom0SocketServiceTest, ShutdownOfReadingThenWritingEndsTheCall) {
+  StartCall();
+  ASSERT_TRUE(SendMessage(data_.get(), kStdin, "in\n"));
+  EXPECT_EQ(RecvExact(service_.get(), 3).value_or(""), "in\n");
+  ASSERT_EQ(::shutdown(service_.get(), SHUT_RD), 0);
+  ASSERT_TRUE(SendAll(service_.get(), "out\n"));
+  EXPECT_EQ(Recv(data_.get()), (Msg{kStdout, "out\n"}));
+  ASSERT_EQ(::shutdown(service_.get(), SHUT_WR), 0);
+  EXPECT_EQ(Recv(data_.get()), (Msg{kStdout, ""}));
+  EXPECT_EQ(Recv(data_.get()), (Msg{kExitCode, U32(0)}));
+  EXPECT_EQ(client_->Wait(), 0);
+}
+
+// SHUT_WR first: the stdout EOF goes out at once and input still flows;
+// the later SHUT_RD ends the call.
+TEST_F(Dom0SocketServiceTest, ShutdownOfWritingThenReadingEndsTheCall) {
+  StartCall();
+  ASSERT_TRUE(SendAll(service_.get(), "out\n"));
+  EXPECT_EQ(Recv(data_.get()), (Msg{kStdout, "out\n"}));
+  ASSERT_EQ(::shutdown(service_.get(), SHUT_WR), 0);
+  EXPECT_EQ(Recv(data_.get()), (Msg{kStdout, ""}));
+  ASSERT_TRUE(SendMessage(data_.get(), kStdin, "late\n"));
+  EXPECT_EQ(RecvExact(service_.get(), 5).value_or(""), "late\n");
+  ASSERT_EQ(::shutdown(service_.get(), SHUT_RD), 0);
+  EXPECT_EQ(Recv(data_.get()), (Msg{kExitCode, U32(0)}));
+  EXPECT_EQ(client_->Wait(), 0);
+}
+
+// --- executable services and their stdin ---
+
+// The service closes its stdin and goes on; input sent after that is
+// dropped and the call ends normally with the service's exit code.
+TEST_F(Dom0ServiceTest, InputAfterTheServiceClosedItsStdinIsDropped) {
+  UniqueFd data = Connect("read line; exec <&-; echo closed; sleep 0.3; exit 3");
+  ASSERT_TRUE(data.valid());
+  EXPECT_EQ(Recv(data.get()), (Msg{kStderr, ""}));
+  ASSERT_TRUE(SendMessage(data.get(), kStdin, "first\n"));
+  EXPECT_EQ(Recv(data.get()), (Msg{kStdout, "closed\n"}));
+  ASSERT_TRUE(SendMessage(data.get(), kStdin, "second\n"));
+  ASSERT_TRUE(SendMessage(data.get(), kStdin, ""));
+  EXPECT_EQ(Recv(data.get()), (Msg{kStdout, ""}));
+  EXPECT_EQ(Recv(data.get(), milliseconds(5000)), (Msg{kExitCode, U32(3)}));
+  EXPECT_EQ(client_->Wait(), 3);
+}
+
+// Input that arrives while the service does not read yet is held (more
+// than a pipe takes) and reaches it in full, in order, once it reads.
+TEST_F(Dom0ServiceTest, InputIsBufferedUntilTheServiceReads) {
+  std::string fifo = dir_ / "go";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  UniqueFd data = Connect("read go <" + fifo + "; cat");
+  ASSERT_TRUE(data.valid());
+  EXPECT_EQ(Recv(data.get()), (Msg{kStderr, ""}));
+  std::string input;
+  for (size_t i = 0; i < 256 * 1024; ++i) input += static_cast<char>('a' + i % 26);
+  for (size_t at = 0; at < input.size(); at += 32 * 1024) {
+    ASSERT_TRUE(SendMessage(data.get(), kStdin, std::string_view(input).substr(at, 32 * 1024)));
+  }
+  ASSERT_TRUE(SendMessage(data.get(), kStdin, ""));
+  {
+    std::ofstream go(fifo);  // blocks until the service opens its end
+    go << "go\n";
+  }
+  std::string out = StdoutUntilEof(data.get());
+  EXPECT_EQ(out.size(), input.size());
+  EXPECT_TRUE(out == input) << "output differs from the input";
   EXPECT_EQ(Recv(data.get()), (Msg{kExitCode, U32(0)}));
   EXPECT_EQ(client_->Wait(), 0);
 }
