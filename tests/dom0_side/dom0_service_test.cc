@@ -251,5 +251,43 @@ TEST_F(Dom0ServiceTest, InputIsBufferedUntilTheServiceReads) {
   EXPECT_EQ(client_->Wait(), 0);
 }
 
+// --- rpc-config: a config Qubes refuses fails the call with 125 ---
+
+class Dom0BadConfigTest : public Dom0ServiceTest,
+                          public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(Dom0BadConfigTest, FailsTheCallWith125) {
+  WriteScript(dir_ / "rpc/test.Svc", "echo should not run\n");
+  WriteConfig(GetParam());
+  ExpectFailedCall("QUBESRPC test.Svc+arg work name work", 125);
+}
+
+INSTANTIATE_TEST_SUITE_P(QubesRejects, Dom0BadConfigTest,
+                         ::testing::Values("wait-for-session = 00\n", "wait-for-session = 01\n",
+                                           "wait-for-session = \n",
+                                           "wait-for-session = \"a\"\n",
+                                           "wait-for-session\n", "wait-for-session = 2\n",
+                                           "future-key = -1\n"));
+
+// A config that cannot be read (here a link into a non-directory) is not
+// taken as missing.
+TEST_F(Dom0ServiceTest, UnreadableConfigFailsTheCallWith125) {
+  WriteScript(dir_ / "rpc/test.Svc", "echo should not run\n");
+  std::filesystem::create_symlink("/dev/null/nothing", dir_ / "rpc-config/test.Svc+arg");
+  ExpectFailedCall("QUBESRPC test.Svc+arg work name work", 125);
+}
+
+// Unknown keys are ignored, also with an integer value.
+TEST_F(Dom0ServiceTest, UnknownConfigKeysAreIgnored) {
+  WriteScript(dir_ / "rpc/test.Svc", "echo ran\n");
+  WriteConfig("future-limit = 10\nfuture-name = 'x'\nfuture-flag = true\n");
+  UniqueFd data = Connect("QUBESRPC test.Svc+arg work name work");
+  ASSERT_TRUE(data.valid());
+  EXPECT_EQ(Recv(data.get()), (Msg{kStderr, ""}));
+  EXPECT_EQ(StdoutUntilEof(data.get()), "ran\n");
+  EXPECT_EQ(Recv(data.get()), (Msg{kExitCode, U32(0)}));
+  EXPECT_EQ(client_->Wait(), 0);
+}
+
 }  // namespace
 }  // namespace qrexec::dom0test
