@@ -1,6 +1,7 @@
 #include "agent/call_handler.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
@@ -137,6 +138,27 @@ void AwaitLogger(exec::ChildProcess& logger) {
   (void)logger.TryWait();
 }
 
+// A service that could not start: reports the failure (§2.7) and ends our
+// direction (the caller sees EOF after EXIT_CODE, as from a closed vchan),
+// then reads and drops whatever the caller still sends until it closes.
+// Qubes' callers send STDIN right after the hello, without waiting for the
+// service to start; closing first would make those writes fail with EPIPE.
+// A real caller closes as soon as it has EXIT_CODE; one that does not is cut
+// off after kCallerCloseGraceSeconds. Every backend's channel is a socket
+// (vchan/transport.h), so the half close works.
+int ReportStartFailure(int vchan_fd, int code) {
+  constexpr int kCallerCloseGraceSeconds = 2;
+  if (auto sent = stream::SendSpawnFailure(vchan_fd, code); !sent) {
+    LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
+    return code;
+  }
+  ::shutdown(vchan_fd, SHUT_WR);
+  auto closed =
+      sys::DiscardToEof(vchan_fd, sys::Deadline::AfterSeconds(kCallerCloseGraceSeconds));
+  if (!closed) LOG_DEBUG("caller did not close after the failure: {}", closed.error().ToString());
+  return code;
+}
+
 // Like Qubes, the data vchan is joined first and the service started only
 // then: a call whose caller went away never runs its service.
 int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::ExecContext& ctx,
@@ -144,8 +166,7 @@ int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Ex
   auto stdin_pair = sys::SocketPair();
   if (!stdin_pair) {
     LOG_ERROR("{}", stdin_pair.error().ToString());
-    (void)stream::SendSpawnFailure(vchan.get(), exec::kExitProblem);
-    return exec::kExitProblem;
+    return ReportStartFailure(vchan.get(), exec::kExitProblem);
   }
   BlockSigusr1();
   exec::StartOptions options;
@@ -155,9 +176,7 @@ int RunExecCmdline(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Ex
   LOG_CALL_STAGE(timing_key, "service_started");
   if (auto* failure = std::get_if<exec::StartFailure>(&started)) {
     LOG_ERROR("cannot start the service: {}", SanitizeForLog(failure->error.ToString()));
-    if (auto sent = stream::SendSpawnFailure(vchan.get(), failure->exit_code); !sent)
-      LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
-    return failure->exit_code;
+    return ReportStartFailure(vchan.get(), failure->exit_code);
   }
   stream::ServiceConfig config = ConfigFor(started, plan, std::move(stdin_pair->first));
   config.vchan = std::move(vchan);
@@ -180,9 +199,7 @@ int ReportPlanFailure(UniqueFd vchan, proto::ExecType type, int code) {
     if (version) (void)SendExitCode(vchan.get(), code);
     return code;
   }
-  if (auto sent = stream::SendSpawnFailure(vchan.get(), code); !sent)
-    LOG_ERROR("cannot report the failure: {}", sent.error().ToString());
-  return code;
+  return ReportStartFailure(vchan.get(), code);
 }
 
 }  // namespace

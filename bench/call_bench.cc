@@ -2,11 +2,13 @@
 // real binaries (MiniQubes on the socket transport), each measured beside
 // its baseline in the same run. Usage: call_bench --json FILE [--quick] [--only CASE]
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -32,7 +34,7 @@ struct Options {
   long long stream_bytes = 4LL << 30;
   int concurrent_calls = 1000;
   int mesh_domains = 100;
-  std::string only;  // --only latency|throughput|stages|concurrency|mesh: run one case
+  std::string only;  // --only latency|throughput|stages|concurrency|mesh|pam: run one case
   bool Runs(const std::string& name) const { return only.empty() || only == name; }
 };
 
@@ -84,12 +86,15 @@ void AddLatency(Report& report, const std::string& prefix, const std::vector<dou
   report.Add(prefix + ".p99", Percentile(ms, 99), "ms");
 }
 
+constexpr const char* kCallPolicy =
+    "bench.True * work vault allow\nbench.Sink * work vault allow\n"
+    "bench.Source * work vault allow\n";
+
 // work -> vault with the bench.* services; nullptr (reported) if it does not start.
-std::unique_ptr<MiniQubes> StartCallQubes(const std::vector<std::string>& agent_args) {
+std::unique_ptr<MiniQubes> StartCallQubes(const std::vector<std::string>& agent_args,
+                                          const std::string& policy = kCallPolicy) {
   auto qubes = std::make_unique<MiniQubes>(
-      std::vector<DomainSpec>{{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}},
-      "bench.True * work vault allow\nbench.Sink * work vault allow\n"
-      "bench.Source * work vault allow\n");
+      std::vector<DomainSpec>{{.name = "work", .domid = 1}, {.name = "vault", .domid = 2}}, policy);
   for (const auto& arg : agent_args) qubes->AddAgentArg(arg);
   (void)::symlink("/bin/true", (qubes->ServiceDir("vault") + "/bench.True").c_str());
   harness::WriteScript(qubes->ServiceDir("vault") + "/bench.Sink", "exec cat > /dev/null\n");
@@ -125,6 +130,43 @@ void BenchLatency(Report& report, MiniQubes& qubes, MiniQubes& fork_per_call, co
   report.Add("latency.vm_to_vm.socket.fork_per_call.failures", forked_failures, "count");
   report.Note(fmt::format("with a handler forked per call (--fork-per-call): p50 = {:.2f}x the floor",
                           Percentile(forked, 50) / Percentile(floor, 50)));
+}
+
+// Whole VM-to-VM calls of bench.True run as user nobody (policy user=), the
+// agent running as root: direct exec (--no-pam-session) beside the PAM
+// session helper with the shipped stack (dist/pam/qrexec, docs/pam.md).
+// Root only: only root switches users.
+void BenchPam(Report& report, const Options& options) {
+  std::string helper = std::string(QREXEC_BIN_DIR) + "/qrexec-pam-session";
+  if (::geteuid() != 0 || ::access(helper.c_str(), X_OK) != 0) {
+    fmt::print("\nPAM sessions: skipped (needs root and qrexec-pam-session)\n");
+    return;
+  }
+  char tmpl[] = "/tmp/qrx-call-bench-pam-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return;
+  std::string confdir = tmpl;
+  harness::WriteFile(confdir + "/qrexec", harness::ReadFile(std::string(QREXEC_SOURCE_DIR) + "/dist/pam/qrexec"));
+  const std::string policy = "bench.True * work vault allow user=nobody\n";
+  auto direct = StartCallQubes({"--no-pam-session"}, policy);
+  auto pam = StartCallQubes({"--pam-session", "--pam-session-helper=" + helper, "--pam-confdir=" + confdir},
+                            policy);
+  if (!direct || !pam) return;
+  // nobody must reach the service's symlink to /bin/true.
+  for (auto* qubes : {direct.get(), pam.get()}) ::chmod(qubes->root().c_str(), 0755);
+  int calls = std::max(options.calls / 10, 50);
+  fmt::print("\nCalls run as another user ({} sequential calls each)\n", calls);
+  int direct_failures = 0, pam_failures = 0;
+  auto direct_ms = TimeSequential(ToCommand(direct->ClientVm("work", {"vault", "bench.True"})), calls,
+                                  &direct_failures);
+  auto pam_ms = TimeSequential(ToCommand(pam->ClientVm("work", {"vault", "bench.True"})), calls,
+                               &pam_failures);
+  AddLatency(report, "latency.other_user.direct", direct_ms);
+  AddLatency(report, "latency.other_user.pam", pam_ms);
+  report.Add("latency.other_user.direct.failures", direct_failures, "count");
+  report.Add("latency.other_user.pam.failures", pam_failures, "count");
+  report.Note(fmt::format("call as another user through a PAM session: p50 = {:.2f}x direct exec",
+                          Percentile(pam_ms, 50) / Percentile(direct_ms, 50)));
+  std::filesystem::remove_all(confdir);
 }
 
 // Runs a shell pipeline and returns MB/s for `bytes` moved.
@@ -419,6 +461,7 @@ int Main(int argc, char** argv) {
   if (options.Runs("stages")) BenchStages(report, options);
   if (options.Runs("concurrency")) BenchConcurrency(report, options);
   if (options.Runs("mesh")) BenchMesh(report, options);
+  if (options.Runs("pam")) BenchPam(report, options);
   report.Finish(options.json);
   return 0;
 }

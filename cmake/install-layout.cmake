@@ -7,6 +7,9 @@
 # Adding a program to a package is one qrexec_install_program() line below.
 include(GNUInstallDirs)
 
+set(QREXEC_PACKAGE_CONTACT "qrexec-cpp maintainers <qrexec-cpp@localhost>" CACHE STRING
+    "Maintainer of the Debian packages (control file and changelog)")
+
 set(QREXEC_LIBEXEC_DIR lib/qubes)        # /usr/lib/qubes
 set(QREXEC_RPC_DIR /etc/qubes-rpc)
 set(QREXEC_POLICY_DIR /etc/qubes/policy.d)
@@ -15,15 +18,16 @@ set(QREXEC_UNIT_DIR lib/systemd/system)  # /usr/lib/systemd/system
 set(QREXEC_TMPFILES_DIR lib/tmpfiles.d)
 
 # qrexec_install_program(TARGET COMPONENT DIR): the program, and its man page
-# man/TARGET.1 when there is one. Silently skips targets not built in this tree
-# (a component whose sources are on another branch).
+# man/TARGET.1 when there is one (installed gzipped: the build writes
+# build/man/TARGET.1.gz, man/CMakeLists.txt). Silently skips targets not
+# built in this tree (a component whose sources are on another branch).
 function(qrexec_install_program target component dir)
   if(NOT TARGET ${target})
     return()
   endif()
   install(TARGETS ${target} RUNTIME DESTINATION ${dir} COMPONENT ${component})
   if(EXISTS ${CMAKE_SOURCE_DIR}/man/${target}.1)
-    install(FILES ${CMAKE_SOURCE_DIR}/man/${target}.1
+    install(FILES ${CMAKE_BINARY_DIR}/man/${target}.1.gz
             DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT ${component})
   endif()
 endfunction()
@@ -108,3 +112,23 @@ install(FILES ${dist}/systemd/qrexec.conf
 # host: the embedded host's unit.
 install(FILES ${dist}/systemd/qrexec-host.service
         DESTINATION ${QREXEC_UNIT_DIR} COMPONENT host)
+
+# Every package: /usr/share/doc/PACKAGE/copyright (machine-readable, one
+# text for all three) and changelog.gz (Debian changelog format; the
+# packages are native, so no changelog.Debian.gz), and lintian overrides for
+# what is deliberate (docs/packaging.md, "Lintian").
+set(doc_build_dir ${CMAKE_BINARY_DIR}/deb-doc)
+configure_file(${dist}/doc/changelog.in ${doc_build_dir}/changelog @ONLY)
+add_custom_command(OUTPUT ${doc_build_dir}/changelog.gz
+  COMMAND sh -c "gzip -9n -c ${doc_build_dir}/changelog > ${doc_build_dir}/changelog.gz"
+  DEPENDS ${doc_build_dir}/changelog VERBATIM)
+add_custom_target(package-docs ALL DEPENDS ${doc_build_dir}/changelog.gz)
+foreach(component vm dom0 host)
+  install(FILES ${dist}/doc/copyright ${doc_build_dir}/changelog.gz
+          DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/qrexec-cpp-${component}
+          COMPONENT ${component})
+  if(EXISTS ${dist}/lintian/qrexec-cpp-${component})
+    install(FILES ${dist}/lintian/qrexec-cpp-${component}
+            DESTINATION share/lintian/overrides COMPONENT ${component})
+  endif()
+endforeach()

@@ -36,16 +36,6 @@ bool IsWanted(const ServicePair& pair, const GraphOptions& options) {
   return false;
 }
 
-std::vector<std::string> AllTargets(const policy::SystemInfo& info) {
-  std::vector<std::string> targets;
-  for (const auto& domain : info.domains()) targets.push_back(domain.name);
-  targets.push_back("@dispvm");
-  for (const auto& domain : info.domains())
-    if (domain.template_for_dispvms) targets.push_back("@dispvm:" + domain.name);
-  targets.push_back("@default");
-  return targets;
-}
-
 // The action column of the rule's printed form: "allow target=X", "ask".
 std::string PrintedAction(const policy::Rule& rule) {
   std::string text = rule.ToString();
@@ -82,7 +72,7 @@ class Drawer {
     if (sources.empty())
       for (const auto& domain : info_.domains()) sources.push_back(domain.name);
     // Every target is evaluated; --target filters on where the call lands.
-    const std::vector<std::string> targets = AllTargets(info_);
+    const std::vector<std::string> targets = CallTargets(info_);
     out_ = "digraph g {\n";
     for (const ServicePair& pair : ServicePairs(policy_, options_)) {
       if (!IsWanted(pair, options_)) continue;
@@ -137,6 +127,16 @@ class Drawer {
 };
 
 }  // namespace
+
+std::vector<std::string> CallTargets(const policy::SystemInfo& info) {
+  std::vector<std::string> targets;
+  for (const auto& domain : info.domains()) targets.push_back(domain.name);
+  targets.push_back("@dispvm");
+  for (const auto& domain : info.domains())
+    if (domain.template_for_dispvms) targets.push_back("@dispvm:" + domain.name);
+  targets.push_back("@default");
+  return targets;
+}
 
 std::string DrawPolicyGraph(const policy::Policy& policy, const policy::SystemInfo& info,
                             const GraphOptions& options) {

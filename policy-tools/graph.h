@@ -20,6 +20,10 @@ struct GraphOptions {
   std::vector<std::string> services;  // SVC or SVC+ARG, evaluated besides the pairs the rules name
 };
 
+// The targets every call is tried with: each qube, @dispvm, @dispvm:T for
+// each disposable template T, @default.
+std::vector<std::string> CallTargets(const policy::SystemInfo& info);
+
 // The dot text ("digraph g {\n...}\n"), duplicate lines dropped.
 std::string DrawPolicyGraph(const policy::Policy& policy, const policy::SystemInfo& info,
                             const GraphOptions& options);

@@ -26,58 +26,6 @@ constexpr std::string_view kPersonalAllow =
     "target_uuid=uuid:22222222-2222-2222-2222-222222222222\nautostart=True\nrequested_target="
     "personal";
 
-// A qubesd that answers internal.GetSystemInfo with whatever JSON is set.
-class FakeQubesd {
- public:
-  explicit FakeQubesd(std::string path) {
-    auto listener = sys::UnixListen(path);
-    QREXEC_CHECK(listener.has_value());
-    listener_ = std::move(*listener);
-    thread_ = std::thread([this] { Serve(); });
-  }
-  ~FakeQubesd() {
-    stop_ = true;
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  void SetJson(std::string json) {
-    std::lock_guard lock(mutex_);
-    json_ = std::move(json);
-  }
-  int calls() const { return calls_; }
-  std::string last_request() {
-    std::lock_guard lock(mutex_);
-    return last_request_;
-  }
-
- private:
-  void Serve() {
-    while (!stop_) {
-      pollfd pfd{listener_.get(), POLLIN, 0};
-      if (::poll(&pfd, 1, 50) <= 0) continue;
-      auto conn = sys::Accept(listener_.get());
-      if (!conn) continue;
-      auto request =
-          sys::ReadToEof(conn->get(), 1 << 16, sys::Deadline::After(std::chrono::seconds(5)));
-      std::string reply;
-      {
-        std::lock_guard lock(mutex_);
-        last_request_ = request ? *request : "";
-        reply = std::string("0\0", 2) + json_;
-      }
-      ++calls_;
-      (void)sys::WriteAll(conn->get(), reply);
-    }
-  }
-  UniqueFd listener_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> calls_{0};
-  std::mutex mutex_;
-  std::string json_;
-  std::string last_request_;
-};
-
 class RouteTest : public ::testing::Test {
  protected:
   void SetUp() override {

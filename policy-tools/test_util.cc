@@ -43,6 +43,48 @@ std::string SmallSystemInfoJson() {
          "}}";
 }
 
+FakeQubesd::FakeQubesd(std::string path) {
+  auto listener = sys::UnixListen(path);
+  QREXEC_CHECK(listener.has_value());
+  listener_ = std::move(*listener);
+  thread_ = std::thread([this] { Serve(); });
+}
+
+FakeQubesd::~FakeQubesd() {
+  stop_ = true;
+  ::shutdown(listener_.get(), SHUT_RDWR);
+  thread_.join();
+}
+
+void FakeQubesd::SetJson(std::string json) {
+  std::lock_guard lock(mutex_);
+  json_ = std::move(json);
+}
+
+std::string FakeQubesd::last_request() {
+  std::lock_guard lock(mutex_);
+  return last_request_;
+}
+
+void FakeQubesd::Serve() {
+  while (!stop_) {
+    pollfd pfd{listener_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 50) <= 0) continue;
+    auto conn = sys::Accept(listener_.get());
+    if (!conn) continue;
+    auto request =
+        sys::ReadToEof(conn->get(), 1 << 16, sys::Deadline::After(std::chrono::seconds(5)));
+    std::string reply;
+    {
+      std::lock_guard lock(mutex_);
+      last_request_ = request ? *request : "";
+      reply = std::string("0\0", 2) + json_;
+    }
+    ++calls_;
+    (void)sys::WriteAll(conn->get(), reply);
+  }
+}
+
 std::optional<std::string> Query(const std::string& socket_path, std::string_view request,
                                  milliseconds timeout) {
   auto conn = harness::ConnectUnixRetry(socket_path, timeout);

@@ -2,6 +2,7 @@
 // temporary directory, one-shot socket queries, and a scripted policy agent.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -30,6 +31,26 @@ std::optional<std::string> Query(const std::string& socket_path, std::string_vie
 // A policy.sock request in the order the C daemon writes it.
 std::string PolicyRequest(std::string_view source, std::string_view target,
                           std::string_view service_and_arg, std::string_view extra_lines = "");
+
+// A qubesd that answers internal.GetSystemInfo with whatever JSON is set.
+class FakeQubesd {
+ public:
+  explicit FakeQubesd(std::string path);
+  ~FakeQubesd();
+  void SetJson(std::string json);
+  int calls() const { return calls_; }
+  std::string last_request();
+
+ private:
+  void Serve();
+  UniqueFd listener_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> calls_{0};
+  std::mutex mutex_;
+  std::string json_;
+  std::string last_request_;
+};
 
 // A policy agent played by the test: records every request (header + NUL +
 // JSON) and answers with `answer(request)`. While `Hold()` is in effect the

@@ -173,22 +173,42 @@ Status WriteAll(int fd, std::string_view text, const Deadline& deadline) {
   return WriteAll(fd, AsBytes(text), deadline);
 }
 
-Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline) {
-  std::string out;
+namespace {
+
+// Reads `fd` until EOF, handing each chunk to `take`, which may end the read
+// with an error.
+template <class Take>
+Status ForEachChunkToEof(int fd, const Deadline& deadline, Take take) {
   std::byte chunk[4096];
   for (;;) {
     if (!deadline.is_never())
-      if (auto w = WaitReadable(fd, deadline); !w) return tl::unexpected(w.error());
+      if (auto w = WaitReadable(fd, deadline); !w) return w;
     auto n = ReadSome(fd, chunk);
     if (!n) {
       if (n.error().sys_errno != EAGAIN) return tl::unexpected(n.error());
-      if (auto w = WaitReadable(fd, deadline); !w) return tl::unexpected(w.error());
+      if (auto w = WaitReadable(fd, deadline); !w) return w;
       continue;
     }
-    if (*n == 0) return out;
-    if (out.size() + *n > limit) return MakeError(ErrorKind::kOverloaded, "input too long");
-    out.append(reinterpret_cast<const char*>(chunk), *n);
+    if (*n == 0) return {};
+    if (auto taken = take(std::span<const std::byte>(chunk, *n)); !taken) return taken;
   }
+}
+
+}  // namespace
+
+Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline) {
+  std::string out;
+  auto read = ForEachChunkToEof(fd, deadline, [&](std::span<const std::byte> bytes) -> Status {
+    if (out.size() + bytes.size() > limit) return MakeError(ErrorKind::kOverloaded, "input too long");
+    out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return {};
+  });
+  if (!read) return tl::unexpected(read.error());
+  return out;
+}
+
+Status DiscardToEof(int fd, const Deadline& deadline) {
+  return ForEachChunkToEof(fd, deadline, [](std::span<const std::byte>) -> Status { return {}; });
 }
 
 Status SendWithFd(int sock, std::span<const std::byte> data, int fd_to_send) {

@@ -83,6 +83,8 @@ Status WriteAll(int fd, std::span<const std::byte> buf, const Deadline& deadline
 Status WriteAll(int fd, std::string_view text, const Deadline& deadline = Deadline::Never());
 // Reads until EOF; more than `limit` bytes is kOverloaded.
 Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline = Deadline::Never());
+// Reads and drops everything until EOF (or the deadline: kTimedOut).
+Status DiscardToEof(int fd, const Deadline& deadline);
 
 // One read()/write() retried on EINTR. Returns bytes moved (0 = EOF for read);
 // EAGAIN is reported as an error with sys_errno == EAGAIN.

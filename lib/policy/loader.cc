@@ -301,6 +301,7 @@ class Loader {
     if (word == "!compat-4.0") {
       if (nparams != 0) return SyntaxAt(file, lineno, "invalid number of params");
       if (in_compat_) return SyntaxAt(file, lineno, "!compat-4.0 is not recursive");
+      if (!options_.compat40) return Ok();
       LOG_WARNING("{}:{}: !compat-4.0 is a transitional directive and will be removed", file,
                   lineno);
       return LoadCompat(depth + 1);

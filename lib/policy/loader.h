@@ -44,6 +44,9 @@ struct LoadOptions {
   // The R4.0 per-service directory read by !compat-4.0. A missing directory
   // makes the load fail (fail closed, as the reference does).
   std::string legacy_dir = kLegacyPolicyPath;
+  // False: a well-formed !compat-4.0 line loads nothing and `legacy_dir` is
+  // never read (qrexec-legacy-convert tells the legacy rules apart this way).
+  bool compat40 = true;
   // Proposed changes to validate before they are made (the policy admin API):
   // a file's resolved absolute path -> its new text, or nullopt for a file
   // about to be removed. The loader reads an overridden file from here, lists

@@ -225,6 +225,22 @@ TEST(Loader, CompatWithAnEmptyLegacyDirectoryAddsNoRules) {
   EXPECT_EQ(Locations(*p), (std::vector<std::string>{d.path() + "/90-default.policy:1"}));
 }
 
+TEST(Loader, CompatCanBeSwitchedOffAndThenReadsNoLegacyDirectory) {
+  TempDir d;
+  d.Write("35-compat.policy", "!compat-4.0\n");
+  d.Write("90-default.policy", "* * @anyvm @anyvm deny\n");
+  LoadOptions options;
+  options.dirs = {d.path()};
+  options.legacy_dir = d.path() + "/absent";
+  options.compat40 = false;
+  auto p = LoadPolicy(options);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(Locations(*p), (std::vector<std::string>{d.path() + "/90-default.policy:1"}));
+  // The directive is still checked.
+  d.Write("35-compat.policy", "!compat-4.0 extra\n");
+  EXPECT_FALSE(LoadPolicy(options));
+}
+
 TEST(Loader, ValidFileNamesFollowTheCharacterRule) {
   EXPECT_TRUE(IsValidPolicyFileName("30-user_x.y.policy"));
   EXPECT_FALSE(IsValidPolicyFileName("30-User.policy"));

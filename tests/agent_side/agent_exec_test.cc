@@ -97,6 +97,26 @@ TEST_F(AgentExec, MissingServiceReportsEofsAndExitCode127) {
   ExpectTerminated(agent_->control(), 0, 513);
 }
 
+// Qubes' callers send their STDIN right after the hello, without waiting for
+// the service to start. When it cannot start (here execve fails with
+// ENOEXEC), the agent reports it, ends its direction at once (EOF after
+// EXIT_CODE), and keeps reading until the caller's input ends: a late write
+// must not fail with EPIPE.
+TEST_F(AgentExec, ServiceThatCannotStartLetsTheCallerFinishItsInput) {
+  WriteFile(dir_ / "rpc/test.Junk", std::string("\0", 1), 0755);
+  UniqueFd vchan = StartCall(*agent_, dir_, RpcCommand("test.Junk+"));
+  ASSERT_TRUE(vchan.valid());
+  auto output = CollectServiceOutput(vchan.get());
+  EXPECT_EQ(output.exit_code, 125);
+  ASSERT_FALSE(output.types.empty());
+  EXPECT_EQ(output.types.front(), kDataStdout);
+  EXPECT_TRUE(WaitForEof(vchan.get()));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_TRUE(SendStdin(vchan.get(), "late input"));
+  vchan.reset();
+  ExpectTerminated(agent_->control(), 0, 513);
+}
+
 TEST_F(AgentExec, ExitCodesAndSignalsArePassedOn) {
   Service("test.Exit", "exit \"$1\"\n");
   Service("test.Kill", "kill -9 $$\n");
