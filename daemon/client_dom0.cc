@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "base/log.h"
 #include "daemon/client_modes.h"
@@ -19,15 +20,22 @@ extern char** environ;
 namespace qrexec::daemon {
 namespace {
 
-// dom0 commands come as "QUBESRPC ..." (from qrexec-daemon) or with a user
-// prefix ("DEFAULT:QUBESRPC ..."); dom0 services always run as us.
+// A call from a VM to dom0 (-c, modes 1 and 2) carries "[nogui:]QUBESRPC ..."
+// (qrexec-daemon) or "USER:[nogui:]QUBESRPC ..." (qrexec-policy-exec, our
+// tools; the user is ignored: dom0 services always run as us). Anything else
+// is a legacy shell command given by a dom0 user, run as `$SHELL -c`, as
+// Qubes' qrexec-client does.
+bool IsRpcBody(std::string_view text) {
+  return text.starts_with("QUBESRPC") || text.starts_with("nogui:");
+}
+
 Result<exec::Command> ParseDom0Command(const std::string& text) {
-  bool bare = text.starts_with("QUBESRPC ") || text.starts_with("nogui:");
-  auto command =
-      exec::ParseCommand(text, bare ? exec::UserPrefix::kAbsent : exec::UserPrefix::kPresent);
+  size_t colon = text.find(':');
+  bool user_prefixed = !IsRpcBody(text) && colon != std::string::npos &&
+                       IsRpcBody(std::string_view(text).substr(colon + 1));
+  auto command = exec::ParseCommand(
+      text, user_prefixed ? exec::UserPrefix::kPresent : exec::UserPrefix::kAbsent);
   if (!command) return command;
-  if (!command->is_rpc())
-    return MakeError(ErrorKind::kMalformed, "only QUBESRPC commands can run in dom0");
   command->user.clear();
   return command;
 }
@@ -71,7 +79,7 @@ int ServeDom0Call(UniqueFd vchan, const exec::ServicePlan& plan, const exec::Exe
     LOG_ERROR("cannot start the service: {}", failure->error.ToString());
     (void)stream::SendSpawnFailure(vchan.get(), failure->exit_code, proto::kProtocolVersion,
                                    *version, sys::Deadline::Never(),
-                                   stream::FailureStreams::kStdoutOnly);
+                                   stream::FailureStreams::kStderrFirst);
     return failure->exit_code;
   }
   stream::ServiceConfig sc;
@@ -113,6 +121,10 @@ int RunDom0ToDom0(const ClientConfig& config) {
   auto plan = PlanDom0Service(config.command, ctx);
   if (!plan) {
     LOG_ERROR("{}", plan.error().ToString());
+    return exec::kExitProblem;
+  }
+  if (!plan->command.is_rpc()) {
+    LOG_ERROR("a dom0 -> dom0 command must be DEFAULT:QUBESRPC ...");
     return exec::kExitProblem;
   }
   const auto* executable = std::get_if<exec::ExecutableService>(&*plan->lookup);
@@ -162,7 +174,7 @@ int RunVmToDom0(const ClientConfig& config) {
     code = exec::kExitProblem;
     if (auto version = stream::Handshake(vchan->get()))
       (void)stream::SendSpawnFailure(vchan->get(), code, proto::kProtocolVersion, *version,
-                                     sys::Deadline::Never(), stream::FailureStreams::kStdoutOnly);
+                                     sys::Deadline::Never(), stream::FailureStreams::kStderrFirst);
   } else {
     code = ServeDom0Call(std::move(*vchan), *plan, ctx);
   }

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <charconv>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <utility>
@@ -28,9 +30,15 @@ bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsKeyChar(char c) { return IsLetter(c) || IsDigit(c) || c == '.' || c == '-' || c == '_'; }
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
+bool IsKnownKey(std::string_view key) {
+  return key == "wait-for-session" || key == "force-user" || key == "skip-service-descriptor" ||
+         key == "exit-on-service-eof" || key == "exit-on-client-eof";
+}
+
 // Checks one non-empty, non-comment line against the Qubes subset and
-// returns its key. toml++ parses the same text afterwards; this scan only
-// rejects what TOML allows but Qubes does not.
+// returns its key. The value must be true/false, a decimal integer without
+// sign or leading zeros that fits in 64 unsigned bits, or a single-quoted
+// string; what follows it may only be blanks and a comment.
 Result<std::string> ScanLine(std::string_view line, std::string_view origin, size_t number) {
   if (IsBlank(line[0])) return Bad(origin, number, "leading whitespace");
   if (line[0] == '[') return Bad(origin, number, "section headers are not allowed");
@@ -57,14 +65,15 @@ Result<std::string> ScanLine(std::string_view line, std::string_view origin, siz
     length = close + 1;
   } else if (value.starts_with("\"")) {
     return Bad(origin, number, "double-quoted strings are not allowed");
-  } else {
-    size_t digits = value.starts_with("-") ? 1 : 0;
-    size_t start = digits;
-    while (digits < value.size() && IsDigit(value[digits])) ++digits;
-    if (digits == start) return Bad(origin, number, "invalid value");
-    if (value[start] == '0' && digits - start > 1)
+  } else if (!value.empty() && IsDigit(value[0])) {
+    while (length < value.size() && IsDigit(value[length])) ++length;
+    if (value[0] == '0' && length > 1)
       return Bad(origin, number, "integers must not have leading zeros");
-    length = digits;
+    uint64_t integer = 0;
+    auto parsed = std::from_chars(value.data(), value.data() + length, integer);
+    if (parsed.ec != std::errc()) return Bad(origin, number, "integer out of range");
+  } else {
+    return Bad(origin, number, "invalid value");
   }
   std::string_view after = value.substr(length);
   size_t skip = 0;
@@ -75,9 +84,15 @@ Result<std::string> ScanLine(std::string_view line, std::string_view origin, siz
   return key;
 }
 
-Status ScanDocument(std::string_view text, std::string_view origin) {
+// Checks the whole text line by line (ScanLine) and returns the part that
+// toml++ is to parse: the lines of known keys, each at most once. A line with
+// an unknown key is logged and blanked (line numbers stay), whatever its
+// (valid) value, and may repeat, as in Qubes; so dotted keys never become
+// TOML tables either.
+Result<std::string> ScanDocument(std::string_view text, std::string_view origin) {
   if (text.find('\0') != std::string_view::npos) return Bad(origin, 0, "NUL byte");
   std::set<std::string> keys;
+  std::string known;
   size_t number = 0;
   size_t start = 0;
   while (start < text.size()) {
@@ -87,31 +102,20 @@ Status ScanDocument(std::string_view text, std::string_view origin) {
     start = end + 1;
     ++number;
     if (line.ends_with('\r')) line.remove_suffix(1);
-    if (line.empty() || line[0] == '#') continue;
-    auto key = ScanLine(line, origin, number);
-    if (!key) return tl::unexpected(key.error());
-    if (!keys.insert(*key).second) return Bad(origin, number, "duplicate key");
-  }
-  return Ok();
-}
-
-// Unknown keys (dotted keys become nested tables in TOML): every leaf must
-// be a boolean or a string; they are logged and ignored.
-Status CheckUnknown(const std::string& key, const toml::node& node, std::string_view origin) {
-  if (const toml::table* table = node.as_table()) {
-    for (auto&& [sub_key, sub_node] : *table) {
-      Status ok = CheckUnknown(key + "." + std::string(sub_key.str()), sub_node, origin);
-      if (!ok) return ok;
+    if (!line.empty() && line[0] != '#') {
+      auto key = ScanLine(line, origin, number);
+      if (!key) return tl::unexpected(key.error());
+      if (IsKnownKey(*key)) {
+        if (!keys.insert(*key).second) return Bad(origin, number, "duplicate key");
+        known += line;
+      } else {
+        LOG_WARNING("{}:{}: unknown rpc-config key '{}' ignored", SanitizeForLog(origin), number,
+                    SanitizeForLog(*key));
+      }
     }
-    return Ok();
+    known += '\n';
   }
-  if (node.is_integer())
-    return Bad(origin, 0, "integer value for key " + SanitizeForLog(key) + " (only wait-for-session accepts integers)");
-  if (!node.is_boolean() && !node.is_string())
-    return Bad(origin, 0, "unsupported value for key " + SanitizeForLog(key));
-  LOG_WARNING("{}: unknown rpc-config key '{}' ignored", SanitizeForLog(origin),
-              SanitizeForLog(key));
-  return Ok();
+  return known;
 }
 
 Result<bool> GetBool(const std::string& key, const toml::node& node, std::string_view origin) {
@@ -123,11 +127,12 @@ Result<bool> GetBool(const std::string& key, const toml::node& node, std::string
 
 Result<RpcConfig> ParseRpcConfig(std::string_view untrusted_text, std::string_view origin) {
   if (untrusted_text.size() > kMaxRpcConfigSize) return Bad(origin, 0, "file too large");
-  if (Status ok = ScanDocument(untrusted_text, origin); !ok) return tl::unexpected(ok.error());
+  auto known = ScanDocument(untrusted_text, origin);
+  if (!known) return tl::unexpected(known.error());
 
   toml::table table;
   try {
-    table = toml::parse(untrusted_text, std::string_view(origin));
+    table = toml::parse(*known, std::string_view(origin));
   } catch (const toml::parse_error& error) {
     return Bad(origin, error.source().begin.line, SanitizeForLog(error.description()));
   }
@@ -158,7 +163,8 @@ Result<RpcConfig> ParseRpcConfig(std::string_view untrusted_text, std::string_vi
       else if (key == "exit-on-service-eof") config.exit_on_service_eof = *value;
       else config.exit_on_client_eof = *value;
     } else {
-      if (Status ok = CheckUnknown(key, node, origin); !ok) return tl::unexpected(ok.error());
+      // ScanDocument passes on known keys only.
+      return Bad(origin, 0, "unexpected key " + SanitizeForLog(key));
     }
   }
   if (config.force_user &&

@@ -1,14 +1,17 @@
 // Per-service rpc-config files (qrexec-protocol.md §4.3).
 //
-// Parsed with toml++, after a line scanner that enforces the stricter Qubes
-// subset: one `key = value` per line, '#' comments and empty lines; keys
-// [A-Za-z][A-Za-z0-9._-]*; values true/false, decimal integers without
-// leading zeros, or single-quoted strings. Rejected (kMalformed): NUL bytes,
+// A line scanner enforces the stricter Qubes subset: one `key = value` per
+// line, '#' comments and empty lines; keys [A-Za-z][A-Za-z0-9._-]*; values
+// true/false, decimal integers without sign or leading zeros (at most
+// 2^64-1), or single-quoted strings. Rejected (kMalformed): NUL bytes,
 // leading whitespace, section headers, double-quoted or triple-quoted
-// strings, other value forms, duplicate keys, integers anywhere except 0/1 for
-// wait-for-session, wrong value types, and force-user together with any of
-// skip-service-descriptor / exit-on-service-eof / exit-on-client-eof set to
-// true. Unknown keys are logged (warning) and ignored.
+// strings, other value forms, junk after a value. Unknown keys are logged
+// (warning) and ignored whatever their valid value, and may repeat, as in
+// Qubes. The lines of the five known keys are then parsed with toml++, which
+// rejects: a known key given twice, integers except 0/1 for
+// wait-for-session, wrong value types, an empty force-user, and force-user
+// together with any of skip-service-descriptor / exit-on-service-eof /
+// exit-on-client-eof set to true.
 //
 // A failure to read or parse makes the call fail with 125.
 #pragma once

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "exec/test_util.h"
 
 namespace qrexec::exec {
@@ -66,6 +68,17 @@ TEST(ParseRpcConfig, IgnoresUnknownKeys) {
   EXPECT_TRUE(config->wait_for_session);
 }
 
+// Qubes logs and ignores an unknown key whatever its (valid) value: an
+// integer too, and also when the key repeats or clashes as a TOML table.
+TEST(ParseRpcConfig, IgnoresUnknownKeysWithIntegersRepeatsAndDots) {
+  auto config = ParseRpcConfig(
+      "future-limit = 5\nfuture-limit = 18446744073709551615\nzero = 0\n"
+      "a.b = true\na = 'x'\nexit-on-client-eof = true\n");
+  ASSERT_TRUE(config.has_value()) << config.error().ToString();
+  EXPECT_TRUE(config->exit_on_client_eof);
+  EXPECT_EQ(*config, (RpcConfig{.exit_on_client_eof = true}));
+}
+
 TEST(ParseRpcConfig, AcceptsCrlfLineEndingsAndNoFinalNewline) {
   auto config = ParseRpcConfig("wait-for-session = true\r\nskip-service-descriptor = true");
   ASSERT_TRUE(config.has_value()) << config.error().ToString();
@@ -100,9 +113,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"NUL byte", std::string("wait-for-session = true\n\0", 25)},
         BadConfig{"NUL in comment", std::string("# a\0b\n", 6)},
         BadConfig{"duplicate key", "wait-for-session = true\nwait-for-session = true\n"},
-        BadConfig{"duplicate unknown key", "a = true\na = false\n"},
         BadConfig{"integer for a bool key", "skip-service-descriptor = 1\n"},
-        BadConfig{"integer for an unknown key", "unknown = 5\n"},
+        BadConfig{"wait-for-session beyond 1", "wait-for-session = 2\n"},
+        BadConfig{"leading zero", "wait-for-session = 00\n"},
+        BadConfig{"leading zero before a digit", "wait-for-session = 01\n"},
+        BadConfig{"leading zero, unknown key", "unknown = 007\n"},
+        BadConfig{"negative integer, unknown key", "unknown = -1\n"},
+        BadConfig{"integer beyond 64 bits, unknown key", "unknown = 18446744073709551616\n"},
+        BadConfig{"bad value, unknown key", "unknown = yes\n"},
+        BadConfig{"missing value of a known key", "wait-for-session = \n"},
+        BadConfig{"key alone", "wait-for-session\n"},
+        BadConfig{"empty force-user", "force-user = ''\n"},
+        BadConfig{"control character in force-user", "force-user = 'a\x01" "b'\n"},
+        BadConfig{"invalid UTF-8 in force-user", "force-user = 'a\xff" "b'\n"},
         BadConfig{"string for a bool key", "exit-on-service-eof = 'true'\n"},
         BadConfig{"float", "x = 1.5\n"},
         BadConfig{"hex integer", "wait-for-session = 0x1\n"},
@@ -137,6 +160,15 @@ TEST(LoadRpcConfig, UsesTheServiceLookupOrderAndDefaultsWithoutAFile) {
   auto general = LoadRpcConfig(path, "foo.Bar", "y");
   ASSERT_TRUE(general.has_value());
   EXPECT_TRUE(general->wait_for_session);
+}
+
+// Deliberate difference (docs/compatibility.md): a link to nothing is an
+// error, not a missing config.
+TEST(LoadRpcConfig, ALinkToNothingFails) {
+  TempDir dir;
+  SearchPath path{{dir.path()}};
+  std::filesystem::create_symlink(dir / "absent", dir / "link.Service");
+  EXPECT_FALSE(LoadRpcConfig(path, "link.Service", std::nullopt).has_value());
 }
 
 TEST(LoadRpcConfig, ParseErrorsAndDirectoriesFail) {

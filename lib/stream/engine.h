@@ -120,7 +120,16 @@ class Engine final : public Stream {
   void OnSource(size_t index);
   void SourceEof(size_t index);
   void StopSource(size_t index);
-  void OnSink(size_t index);
+  void OnSink(size_t index, event::Ready ready);
+  // Service: the service's input reported a hang-up or an error (a pipe
+  // whose reader is gone; a socket shut down in both directions, e.g. the
+  // service closed it or shut down its reading side after its writing side).
+  // Its input ends as if the caller's EOF had been passed on; input still
+  // queued or arriving later is dropped, as in Qubes.
+  void ServiceInputGone();
+  // Service: stop reading the service's output and send the stdout EOF
+  // (exit-on-client-eof).
+  void EndServiceOutput();
   void WriteSink(size_t index);
   // One non-blocking write of `data` to the sink's fd; returns how much it took
   // (0 on EAGAIN or error).

@@ -20,8 +20,8 @@ Status Engine::OpenSink(size_t index, UniqueFd owned, int raw, bool filter) {
   if (raw < 0) return Ok();  // stays closed: data is dropped
   sink.local.owned = std::move(owned);
   if (auto adopted = sink.local.Adopt(raw); !adopted) return adopted;
-  auto watch =
-      loop_.WatchFd(raw, event::Interest::None(), [this, index](event::Ready) { OnSink(index); });
+  auto watch = loop_.WatchFd(raw, event::Interest::None(),
+                             [this, index](event::Ready ready) { OnSink(index, ready); });
   if (!watch) return tl::unexpected(watch.error());
   sink.watch = std::move(*watch);
   sink.closed = false;
@@ -115,8 +115,12 @@ void Engine::StopSource(size_t index) {
 
 // --- local sinks ---
 
-void Engine::OnSink(size_t index) {
-  WriteSink(index);
+void Engine::OnSink(size_t index, event::Ready ready) {
+  if (role_ == Role::kService && index == 0 && (ready.hangup || ready.error)) {
+    ServiceInputGone();
+  } else {
+    WriteSink(index);
+  }
   // Room in a sink may unblock a stalled message.
   if (rx_stalled_) ProcessRx();
   if (finished_) return;
@@ -157,6 +161,13 @@ void Engine::WriteSink(size_t index) {
     sink.buf.Consume(static_cast<size_t>(n));
   }
   if (sink.eof_pending) CloseSink(index, /*discard=*/false);
+}
+
+void Engine::ServiceInputGone() {
+  if (sinks_[0].closed) return;
+  LOG_DEBUG("the service no longer takes input; dropping the rest of it");
+  CloseSink(0, /*discard=*/true);
+  if (exit_on_client_eof_) EndServiceOutput();
 }
 
 void Engine::CloseSink(size_t index, bool discard) {

@@ -74,6 +74,8 @@ Status SendSpawnFailure(int vchan_fd, int exit_code, uint32_t own_version,
     if (!version) return tl::unexpected(version.error());
   }
   internal::ByteQueue out;
+  if (streams == FailureStreams::kStderrFirst)
+    internal::AppendMessage(out, proto::MsgType::kDataStderr, {});
   internal::AppendMessage(out, proto::MsgType::kDataStdout, {});
   if (streams == FailureStreams::kStdoutAndStderr)
     internal::AppendMessage(out, proto::MsgType::kDataStderr, {});

@@ -220,18 +220,21 @@ TEST(Service, SpawnFailureSendsEofsThenTheCode) {
   EXPECT_EQ(code->data, U32(127));
 }
 
-TEST(Service, Dom0SpawnFailureSendsOnlyStdoutEofThenTheCode) {
+TEST(Service, Dom0SpawnFailureSendsStderrEofFirst) {
   auto pair = sys::SocketPair();
   ASSERT_TRUE(pair);
   int peer = pair->second.get();
   SendHello(peer, 4);
   ASSERT_TRUE(SendSpawnFailure(pair->first.get(), kExitServiceNotFound, proto::kProtocolVersion,
                                std::nullopt, sys::Deadline::Never(),
-                               FailureStreams::kStdoutOnly));
+                               FailureStreams::kStderrFirst));
   ExpectHello(peer, 4);
+  auto err = Recv(peer);
   auto out = Recv(peer);
   auto code = Recv(peer);
-  ASSERT_TRUE(out && code);
+  ASSERT_TRUE(err && out && code);
+  EXPECT_EQ(err->type, kStderr);
+  EXPECT_EQ(err->data, "");
   EXPECT_EQ(out->type, kStdout);
   EXPECT_EQ(out->data, "");
   EXPECT_EQ(code->type, kExit);

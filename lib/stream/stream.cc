@@ -346,15 +346,18 @@ bool Engine::HandleEvent(const InboundEvent& event) {
     case Kind::kEof: {
       Sink* sink = SinkFor(event.channel);
       if (sink != nullptr) sink->eof_pending = true;
-      if (role_ == Role::kService && exit_on_client_eof_ && !stdout_eof_sent_) {
-        StopSource(0);
-        Queue(proto::MsgType::kDataStdout, {});
-        stdout_eof_sent_ = true;
-      }
+      if (role_ == Role::kService && exit_on_client_eof_) EndServiceOutput();
       return true;
     }
   }
   return true;
+}
+
+void Engine::EndServiceOutput() {
+  if (stdout_eof_sent_) return;
+  StopSource(0);
+  Queue(proto::MsgType::kDataStdout, {});
+  stdout_eof_sent_ = true;
 }
 
 void Engine::OnExitCode(int code) {
@@ -395,7 +398,12 @@ void Engine::Update() {
                !tx_.empty() && !vchan_write_dead_});
   bool can_send = decoder_.hello_done() && tx_.size() < limit_ && !vchan_write_dead_;
   for (Source& source : sources_) SetInterest(source.watch, {can_send && !source.eof, false});
-  for (Sink& sink : sinks_) SetInterest(sink.watch, {false, !sink.closed && !sink.buf.empty()});
+  // The service's input is watched for a hang-up even while nothing waits
+  // for it (ServiceInputGone).
+  bool watch_hangup = role_ == Role::kService;
+  for (Sink& sink : sinks_) {
+    SetInterest(sink.watch, {false, !sink.closed && !sink.buf.empty(), watch_hangup});
+  }
 }
 
 void Engine::CheckServiceDone() {

@@ -235,10 +235,11 @@ Result<int> RunService(ServiceConfig config);
 // zero-length STDERR and EXIT_CODE(exit_code) — normally 127 (not found) or
 // 125 (problem). Blocking; for the per-call handler before any loop runs.
 // `deadline` bounds the whole exchange (kTimedOut). A dom0 service end
-// (qrexec-client) sends no STDERR EOF (kStdoutOnly): its service's stderr
-// goes to the log, never to the stream, and callers expect exactly STDOUT
-// EOF then EXIT_CODE.
-enum class FailureStreams { kStdoutAndStderr, kStdoutOnly };
+// (qrexec-client -c) sends the STDERR EOF first (kStderrFirst): its
+// service's stderr goes to the log, never to the stream, so that end
+// announces the STDERR EOF right after the hello on every call, and a
+// failure then adds STDOUT EOF and EXIT_CODE, as Qubes' qrexec-client does.
+enum class FailureStreams { kStdoutAndStderr, kStderrFirst };
 Status SendSpawnFailure(int vchan_fd, int exit_code,
                         uint32_t own_version = proto::kProtocolVersion,
                         std::optional<uint32_t> negotiated_version = std::nullopt,
