@@ -63,15 +63,7 @@ class ClientTest : public ::testing::Test {
   }
 
   // Everything the caller sends on stdin, up to its EOF.
-  std::string ReadStdin(int fd) {
-    std::string data;
-    for (;;) {
-      Msg msg = Recv(fd);
-      EXPECT_EQ(msg.type, kStdin) << msg;
-      if (msg.type != kStdin || msg.body.empty()) return data;
-      data += msg.body;
-    }
-  }
+  std::string ReadStdin(int fd) { return StreamUntilEof(fd, kStdin); }
 
   void Finish(int fd, std::string_view out, uint32_t code) {
     if (!out.empty()) {

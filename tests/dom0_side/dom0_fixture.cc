@@ -97,6 +97,16 @@ Msg Recv(int fd, milliseconds timeout) {
   return Msg{message->type, message->body};
 }
 
+std::string StreamUntilEof(int fd, uint32_t type) {
+  std::string data;
+  for (;;) {
+    Msg msg = Recv(fd);
+    EXPECT_EQ(msg.type, type) << msg;
+    if (msg.type != type || msg.body.empty()) return data;
+    data += msg.body;
+  }
+}
+
 bool SilentFor(int fd, milliseconds quiet) {
   return !sys::WaitReadable(fd, sys::Deadline::After(quiet));
 }

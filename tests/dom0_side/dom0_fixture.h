@@ -75,6 +75,10 @@ struct Msg {
 };
 std::ostream& operator<<(std::ostream& out, const Msg& msg);
 Msg Recv(int fd, milliseconds timeout = kDefaultTimeout);
+// Concatenates the bodies of `type` messages (a data stream: STDIN, STDOUT
+// or STDERR) up to that stream's empty EOF message. Any other message first
+// is a gtest failure and ends the read.
+std::string StreamUntilEof(int fd, uint32_t type);
 // True when nothing becomes readable on `fd` within `quiet` (harness
 // RecvMessage time-outs do not apply to blocking fds, so tests that expect
 // silence poll first).

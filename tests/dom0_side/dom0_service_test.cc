@@ -75,15 +75,7 @@ class Dom0ServiceTest : public ::testing::Test {
   }
 
   // Every STDOUT byte up to its EOF; the next message must be `last`.
-  std::string StdoutUntilEof(int fd) {
-    std::string out;
-    for (;;) {
-      Msg msg = Recv(fd);
-      EXPECT_EQ(msg.type, kStdout) << msg;
-      if (msg.type != kStdout || msg.body.empty()) return out;
-      out += msg.body;
-    }
-  }
+  std::string StdoutUntilEof(int fd) { return StreamUntilEof(fd, kStdout); }
 
   // A call whose service cannot start: the vchan carries exactly STDERR EOF,
   // STDOUT EOF, EXIT_CODE(code), and qrexec-client exits with `code`.
