@@ -150,7 +150,10 @@ void BenchPam(Report& report, const Options& options) {
   auto direct = StartCallQubes({"--no-pam-session"}, policy);
   auto pam = StartCallQubes({"--pam-session", "--pam-session-helper=" + helper, "--pam-confdir=" + confdir},
                             policy);
-  if (!direct || !pam) return;
+  if (!direct || !pam) {
+    std::filesystem::remove_all(confdir);
+    return;
+  }
   // nobody must reach the service's symlink to /bin/true.
   for (auto* qubes : {direct.get(), pam.get()}) ::chmod(qubes->root().c_str(), 0755);
   int calls = std::max(options.calls / 10, 50);
