@@ -21,6 +21,20 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr const char* kAgentName = "qrexec-agent";
+constexpr const char* kPamHelperName = "qrexec-pam-session";
+
+// Services run as the domain's user through a `qrexec` PAM session, as in
+// Qubes, when the sandbox can hold one: the helper is among the programs
+// copied in and the template's /etc/pam.d has the qrexec stack (the vm
+// package installs it). Otherwise they run directly, as before.
+std::string PamSessionArgument(const SandboxSpec& spec) {
+  bool has_helper = false;
+  for (const auto& program : spec.programs) has_helper = has_helper || program.second == kPamHelperName;
+  std::string root = spec.system_root.empty() ? "/" : spec.system_root;
+  bool has_stack = ::access((fs::path(root) / "etc/pam.d/qrexec").c_str(), R_OK) == 0;
+  if (!has_helper || !has_stack) return "--no-pam-session";
+  return std::string("--pam-session-helper=") + kSandboxBinDir + "/" + kPamHelperName;
+}
 
 std::string RandomUuid() {
   unsigned char b[16] = {};
@@ -299,7 +313,7 @@ Status Host::LaunchSandbox(Domain& domain) {
     spec.template_service_dir = system->service_dir;
     spec.template_rpc_config_dir = system->rpc_config_dir;
   }
-  for (const char* program : {kAgentName, "qrexec-client-vm", "qrexec-fork-server"}) {
+  for (const char* program : {kAgentName, "qrexec-client-vm", "qrexec-fork-server", kPamHelperName}) {
     std::string path = Program(program);
     if (::access(path.c_str(), X_OK) == 0) spec.programs.emplace_back(path, program);
   }
@@ -308,11 +322,8 @@ Status Host::LaunchSandbox(Domain& domain) {
   if (spec.command.empty()) {
     if (::access(Program(kAgentName).c_str(), X_OK) != 0)
       return MakeError(ErrorKind::kNotFound, "no " + std::string(kAgentName) + " in " + options_.bin_dir);
-    // --no-pam-session: the sandbox has neither the helper nor a qrexec PAM
-    // stack yet (docs/pam.md, "Not yet").
     spec.command = {std::string(kSandboxBinDir) + "/" + kAgentName, "--no-fork-server",
-                    "--no-pam-session",
-                    std::string("--agent-socket=") + kSandboxAgentSocket};
+                    PamSessionArgument(spec), std::string("--agent-socket=") + kSandboxAgentSocket};
   }
   SpawnOptions spawn;
   SandboxHandles handles;  // closed once bwrap holds them

@@ -117,12 +117,17 @@ Status Host::ConfineSandbox(Domain& domain, SandboxSpec& spec, SpawnOptions& spa
   if (!passwd) return tl::unexpected(passwd.error());
   auto group = SealedMemfdWith("qrexec-group", SandboxGroup(domain.config.default_user));
   if (!group) return tl::unexpected(group.error());
+  auto shadow = SealedMemfdWith("qrexec-shadow", SandboxShadow(domain.config.default_user));
+  if (!shadow) return tl::unexpected(shadow.error());
   handles.passwd = std::move(*passwd);
   handles.group = std::move(*group);
+  handles.shadow = std::move(*shadow);
   spec.passwd_fd = handles.passwd.get();
   spec.group_fd = handles.group.get();
+  spec.shadow_fd = handles.shadow.get();
   spawn.keep_fds.push_back(handles.passwd.get());
   spawn.keep_fds.push_back(handles.group.get());
+  spawn.keep_fds.push_back(handles.shadow.get());
   if (::geteuid() != 0) return Ok();  // an unprivileged test host: no namespace or cgroups to make
   auto userns = MakeUserNamespace(IdsOf(domain));
   if (!userns) return tl::unexpected(userns.error());

@@ -21,8 +21,9 @@ inline constexpr uid_t kSandboxUserUid = 1000;
 struct SandboxHandles {
   UniqueFd userns;   // the domain's user namespace
   UniqueFd seccomp;  // its compiled filter
-  UniqueFd passwd;   // its /etc/passwd and /etc/group (sealed memfds)
+  UniqueFd passwd;   // its /etc/passwd, /etc/group and /etc/shadow (sealed memfds)
   UniqueFd group;
+  UniqueFd shadow;
 };
 
 // Creates a directory of the host's own (state, run, logs...) with `mode`,

@@ -43,6 +43,13 @@ std::string SandboxGroup(const std::string& user) {
   return text;
 }
 
+std::string SandboxShadow(const std::string& user) {
+  std::string text = "root:*:::::::\n";
+  if (user != "root") text += user + ":*:::::::\n";
+  text += "nobody:*:::::::\n";
+  return text;
+}
+
 std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
   std::vector<std::string> a = {spec.bwrap};
   auto add = [&a](std::initializer_list<std::string> items) { a.insert(a.end(), items); };
@@ -77,6 +84,7 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec) {
   // --perms: bwrap makes data files 0600 unless told otherwise.
   if (spec.passwd_fd >= 0) add({"--perms", "0644", "--ro-bind-data", std::to_string(spec.passwd_fd), "/etc/passwd"});
   if (spec.group_fd >= 0) add({"--perms", "0644", "--ro-bind-data", std::to_string(spec.group_fd), "/etc/group"});
+  if (spec.shadow_fd >= 0) add({"--perms", "0600", "--ro-bind-data", std::to_string(spec.shadow_fd), "/etc/shadow"});
 
   add({"--proc", "/proc", "--dev", "/dev"});
   // Each --size applies to the next --tmpfs only.

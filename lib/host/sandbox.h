@@ -47,10 +47,12 @@ struct SandboxSpec {
   std::string system_root;          // "" or "/": the host's system directories
   std::string home_dir;             // host path, bound read-write at /home/<user>
   std::string user = "user";
-  // Sealed memfds (sealed_memfd.h) with the generated /etc/passwd and
-  // /etc/group, bound by bwrap --ro-bind-data; -1: none.
+  // Sealed memfds (sealed_memfd.h) with the generated /etc/passwd,
+  // /etc/group and /etc/shadow (root-only, for PAM's account check), bound
+  // by bwrap --ro-bind-data; -1: none.
   int passwd_fd = -1;
   int group_fd = -1;
+  int shadow_fd = -1;
   std::string template_service_dir;  // may be empty
   std::string own_service_dir;
   std::string template_rpc_config_dir;
@@ -73,6 +75,9 @@ std::vector<std::string> BuildBwrapArgs(const SandboxSpec& spec);
 // /etc/passwd and /etc/group text for a sandbox with `user` as uid/gid 1000.
 std::string SandboxPasswd(const std::string& user);
 std::string SandboxGroup(const std::string& user);
+// The matching /etc/shadow: no password anyone could log in with ("*"),
+// no password ageing (so PAM's account check passes for every user).
+std::string SandboxShadow(const std::string& user);
 
 // Capabilities kept inside, over the domain's own namespaces only: setuid
 // and setgid to the service user, kill of its processes, and the file

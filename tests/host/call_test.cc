@@ -36,6 +36,43 @@ struct CallResult {
   std::chrono::milliseconds took{0};
 };
 
+// A TemplateVM root made of the host's system (links to /usr and the /etc
+// entries) whose /etc/pam.d is a copy of the host's with the shipped qrexec
+// stack added, and whose /etc/environment holds a marker that pam_env (in
+// that stack) puts into a service's environment. "" when the host's /bin,
+// /lib... are not merged-/usr links (links to them would point at themselves
+// inside the sandbox).
+std::string MakePamTemplateRoot(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::string root = dir + "/template-root";
+  fs::create_directories(root + "/etc/pam.d");
+  fs::create_directory_symlink("/usr", root + "/usr");
+  for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    fs::path host_path = fs::path("/") / top;
+    std::error_code ec;
+    auto status = fs::symlink_status(host_path, ec);
+    if (ec || !fs::exists(status)) continue;
+    if (!fs::is_symlink(status)) return "";
+    fs::create_symlink(fs::read_symlink(host_path), root + "/" + top);
+  }
+  for (const auto& entry : fs::directory_iterator("/etc")) {
+    std::string name = entry.path().filename();
+    if (name == "pam.d" || name == "environment") continue;
+    fs::create_symlink(entry.path(), root + "/etc/" + name);
+  }
+  for (const auto& entry : fs::directory_iterator("/etc/pam.d"))
+    if (entry.is_regular_file()) fs::copy_file(entry.path(), root + "/etc/pam.d/" + entry.path().filename().string());
+  fs::copy_file(QREXEC_SOURCE_DIR "/dist/pam/qrexec", root + "/etc/pam.d/qrexec",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(root + "/etc/environment") << "QREXEC_PAM_MARK=session-opened\n";
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.is_symlink()) continue;
+    ::chmod(entry.path().c_str(), entry.is_directory() ? 0755 : 0644);
+  }
+  ::chmod(root.c_str(), 0755);
+  return root;
+}
+
 class CallTest : public HostFixture {
  protected:
   void SetUp() override {
@@ -152,6 +189,29 @@ TEST_F(CallTest, TheDomainsOrdinaryUserCanMakeCalls) {
   auto result = Call("work", "vault", "demo.Echo", "as user\n");
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(result.output, "echo from vault for work\nas user\n");
+}
+
+// As in Qubes, a service the agent (root) runs as the domain's user goes
+// through a `qrexec` PAM session when the template has that stack: here the
+// marker pam_env takes from the template's /etc/environment shows it. The
+// template root "/" of the other tests has no such stack on a test machine,
+// and there services run directly (--no-pam-session).
+TEST_F(CallTest, ServicesRunInAPamSessionWhenTheTemplateHasTheQrexecStack) {
+  QREXEC_REQUIRE_CALL_PATH();
+  if (::access(QREXEC_BIN_DIR "/qrexec-pam-session", X_OK) != 0) GTEST_SKIP() << "built without libpam";
+  std::string root = MakePamTemplateRoot(dir_);
+  if (root.empty()) GTEST_SKIP() << "needs a merged-/usr host (/bin, /lib... as links)";
+  WriteService("demo.Env", "#!/bin/sh\necho \"mark=${QREXEC_PAM_MARK:-none} user=$(id -un)\"\n");
+  std::ofstream(dir_ + "/policy.d/20-env.policy") << "demo.Env * work vault allow\n";
+  std::string config = config_;
+  std::string template_line = "class = \"TemplateVM\"\n";
+  config.replace(config.find(template_line), template_line.size(),
+                 template_line + "root = \"" + root + "\"\n");
+  ASSERT_TRUE(MakeHost(config, /*with_daemons=*/true));
+  ASSERT_TRUE(WaitRunning("work"));
+  auto result = Call("work", "vault", "demo.Env");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "mark=session-opened user=user\n");
 }
 
 TEST_F(CallTest, ADeniedCallEndsWith126) {
