@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/sys.h"
 #include "graph.h"
 #include "legacy_convert.h"
 #include "policy/loader.h"
@@ -78,14 +79,6 @@ std::set<std::string> PolicyState(const policy::Policy& policy, const policy::Sy
   std::set<std::string> lines = CallOutcomes(policy, info, calls);
   for (std::string line; std::getline(text, line);) lines.insert(line);
   return lines;
-}
-
-std::optional<std::string> ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // First free name of PATH+SUFFIX, PATH+SUFFIX+SUFFIX, ...
@@ -163,7 +156,7 @@ bool WriteFiles(const std::vector<ConvertedFile>& files, const Paths& paths, Cha
     fs::path backup;
     std::error_code ec;
     if (fs::exists(fs::symlink_status(path, ec))) {
-      current = ReadText(path);
+      current = sys::ReadWholeFile(path);
       backup = FreeName(path, ".bak");
       if (!current || !fs::copy_file(path, backup, ec)) {
         std::fprintf(stderr, "qrexec-legacy-convert: cannot back up %s\n", path.c_str());

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/escape_filter.h"
+#include "base/sys.h"
 #include "policy/rule.h"
 #include "policy/text.h"
 
@@ -112,11 +113,7 @@ int LintText(const std::string& path, std::string_view text, bool show_line, boo
 
 std::optional<std::string> ReadInput(const std::string& path) {
   if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
+  return sys::ReadWholeFile(path);
 }
 
 void Usage(FILE* out) {

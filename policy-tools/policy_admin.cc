@@ -18,6 +18,7 @@
 
 #include <fmt/core.h>
 
+#include "base/sys.h"
 #include "base/unique_fd.h"
 #include "policy/loader.h"
 #include "sha256.h"
@@ -66,14 +67,6 @@ bool IsRegularFile(const std::string& path) {
 bool Exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
-}
-
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
 }
 
 std::string Dirname(const std::string& path) {
@@ -190,7 +183,7 @@ AdminResult PolicyAdmin::Get(bool include, std::string_view name) {
   auto path = PathFor(include, name);
   if (!path) return tl::unexpected(path.error());
   if (!IsRegularFile(*path)) return Refuse(kNotFoundError, "Not found: " + *path);
-  auto data = ReadFile(*path);
+  auto data = sys::ReadWholeFile(*path);
   if (!data) return Internal(fmt::format("cannot read {}: {}", *path, std::strerror(errno)));
   return PolicyToken(*data) + "\n" + *data;
 }
@@ -204,7 +197,7 @@ static AdminStatus CheckToken(std::string_view token, const std::string& path) {
   }
   if (!token.starts_with("sha256:")) return Refuse(kProtocolError, "Unrecognized token");
   if (!Exists(path)) return Refuse(kTokenError, "The file does not exist, but the token is not 'new'");
-  auto data = ReadFile(path);
+  auto data = sys::ReadWholeFile(path);
   if (!data) return Internal(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   if (PolicyToken(*data) != token) return Refuse(kTokenError, "Token mismatch");
   return {};

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace qrexec::sys {
 
@@ -205,6 +207,15 @@ Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline) {
   });
   if (!read) return tl::unexpected(read.error());
   return out;
+}
+
+std::optional<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return std::nullopt;
+  return text.str();
 }
 
 Status DiscardToEof(int fd, const Deadline& deadline) {

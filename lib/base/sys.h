@@ -83,6 +83,10 @@ Status WriteAll(int fd, std::span<const std::byte> buf, const Deadline& deadline
 Status WriteAll(int fd, std::string_view text, const Deadline& deadline = Deadline::Never());
 // Reads until EOF; more than `limit` bytes is kOverloaded.
 Result<std::string> ReadToEof(int fd, size_t limit, const Deadline& deadline = Deadline::Never());
+// The whole content of the file at `path`; nullopt when it cannot be opened
+// or read. For trusted local files of bounded size (policy files, system
+// info); untrusted input goes through ReadToEof with a limit.
+std::optional<std::string> ReadWholeFile(const std::string& path);
 // Reads and drops everything until EOF (or the deadline: kTimedOut).
 Status DiscardToEof(int fd, const Deadline& deadline);
 

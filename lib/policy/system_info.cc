@@ -1,11 +1,11 @@
 #include "policy/system_info.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
+
+#include "base/sys.h"
 
 namespace qrexec::policy {
 namespace {
@@ -99,11 +99,9 @@ Result<SystemInfo> SystemInfo::FromJson(std::string_view json_text) {
 }
 
 Result<SystemInfo> SystemInfo::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return MakeError(ErrorKind::kNotFound, "cannot open system info file " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return FromJson(text.str());
+  auto text = sys::ReadWholeFile(path);
+  if (!text) return MakeError(ErrorKind::kNotFound, "cannot open system info file " + path);
+  return FromJson(*text);
 }
 
 void SystemInfo::BuildIndex() {
